@@ -1,0 +1,222 @@
+"""Settings for the DCS backup dashboard.
+
+Everything comes from the environment through the typed helpers in
+``dashboard.env``. Every setting has a safe default for the embedded mode
+(SQLite, a filesystem broker and the built-in DCS simulator), so a fresh
+checkout runs with no configuration at all.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+from dashboard.env import envbool, envfloat, envint, envlist, envstr
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Where the embedded mode keeps its SQLite file, broker queue, beat schedule
+# and generated demo credentials. Ignored by git.
+DATA_DIR = Path(envstr("DASHBOARD_DATA_DIR") or BASE_DIR / "var").resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = envbool("DJANGO_DEBUG", False)
+
+
+def _secret_key() -> str:
+    key = envstr("DJANGO_SECRET_KEY")
+    if key:
+        return key
+    # Embedded mode: a random key, kept in the data folder so sessions survive
+    # a restart. Production sets DJANGO_SECRET_KEY.
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_tables2",
+    "django_filters",
+    "django_htmx",
+    "backups",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "dashboard.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "backups.context_processors.dashboard",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "dashboard.wsgi.application"
+
+# --- Database -----------------------------------------------------------------
+
+DATABASE_URL = envstr("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'dashboard.sqlite3'}"
+try:
+    _database = dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+except Exception as exc:  # dj-database-url raises a bare ValueError/KeyError
+    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+
+if _database["ENGINE"] == "django.db.backends.sqlite3":
+    _database["CONN_MAX_AGE"] = 0
+    _database["OPTIONS"] = {
+        # WAL lets the web server read while the worker writes; the busy
+        # timeout makes a writer wait for the other instead of failing, and
+        # IMMEDIATE transactions take the write lock up front so two writers
+        # queue rather than deadlock on a lock upgrade.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+    }
+    # A file, not :memory:, so that a Celery worker started by a test can
+    # open the same test database.
+    _database["TEST"] = {"NAME": str(DATA_DIR / "test-dashboard.sqlite3")}
+DATABASES = {"default": _database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Auth ---------------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "backups:backup-list"
+LOGOUT_REDIRECT_URL = "login"
+
+# --- I18n and time ------------------------------------------------------------
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files -------------------------------------------------------------
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if envbool("DASHBOARD_MANIFEST_STATIC", False)
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+# Without collectstatic (the embedded mode), WhiteNoise serves straight from
+# the finders, so `make run` needs no build step.
+WHITENOISE_USE_FINDERS = True
+
+DJANGO_TABLES2_TEMPLATE = "includes/table.html"
+
+# --- Celery -------------------------------------------------------------------
+
+REDIS_URL = envstr("REDIS_URL")
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}
+else:
+    # Embedded broker: kombu's filesystem transport needs nothing but pip.
+    # Fine for one machine; production sets REDIS_URL.
+    _queue_dir = DATA_DIR / "broker"
+    for _sub in ("queue", "processed"):
+        (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queue_dir / "queue"),
+        "data_folder_out": str(_queue_dir / "queue"),
+        "processed_folder": str(_queue_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# Stay well under the broker's visibility timeout, so a slow task is killed
+# before the broker hands it to another worker.
+CELERY_TASK_SOFT_TIME_LIMIT = envint("DCS_SYNC_TIME_LIMIT", 1800, minimum=10, maximum=3000)
+CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
+
+# --- DCS API ------------------------------------------------------------------
+
+# The same variables the Huawei SDK reads. With no AK the dashboard runs in
+# demo mode against the built-in simulator.
+DCS_AK = envstr("HUAWEICLOUD_SDK_AK")
+DCS_SK = envstr("HUAWEICLOUD_SDK_SK")
+DCS_PROJECT_ID = envstr("HUAWEICLOUD_SDK_PROJECT_ID")
+# Temporary credentials: sent as X-Security-Token.
+DCS_SECURITY_TOKEN = envstr("HUAWEICLOUD_SDK_SECURITY_TOKEN")
+DCS_REGION = envstr("DCS_REGION", "cn-north-4")
+DCS_ENDPOINT = envstr("DCS_ENDPOINT")
+# Several region/project pairs: "cn-north-4:<project_id>,ap-southeast-1:<project_id>".
+DCS_PROJECTS = envlist("DCS_PROJECTS")
+DCS_DEMO = not DCS_AK
+if not DCS_DEMO and not DCS_SK:
+    raise ImproperlyConfigured("HUAWEICLOUD_SDK_AK is set but HUAWEICLOUD_SDK_SK is not")
+DCS_SIMULATOR_PORT = envint("DCS_SIMULATOR_PORT", 8765, minimum=1, maximum=65535)
+DCS_CONNECT_TIMEOUT = envfloat("DCS_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+DCS_READ_TIMEOUT = envfloat("DCS_READ_TIMEOUT", 30.0, minimum=0.1)
+DCS_PAGE_SIZE = envint("DCS_PAGE_SIZE", 1000, minimum=1, maximum=1000)
+DCS_SYNC_INTERVAL = envint("DCS_SYNC_INTERVAL", 300, minimum=10)
+
+# --- Logging ------------------------------------------------------------------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("DASHBOARD_LOG_LEVEL", "INFO").upper()},
+    "loggers": {"urllib3": {"level": "WARNING"}},
+}
