@@ -41,6 +41,8 @@ class DcsInstance(models.Model):
     first_seen = models.DateTimeField(_("first seen"))
     last_seen = models.DateTimeField(_("last seen"))
     gone_at = models.DateTimeField(_("gone since"), null=True, blank=True)
+    # When a complete listing of this instance's backups last succeeded.
+    backups_synced_at = models.DateTimeField(_("backups last synced"), null=True, blank=True)
     raw = models.JSONField(_("raw JSON as last received"), default=dict)
 
     objects = DcsInstanceQuerySet.as_manager()

@@ -208,7 +208,6 @@ DCS_SIMULATOR_PORT = envint("DCS_SIMULATOR_PORT", 8765, minimum=1, maximum=65535
 DCS_CONNECT_TIMEOUT = envfloat("DCS_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 DCS_READ_TIMEOUT = envfloat("DCS_READ_TIMEOUT", 30.0, minimum=0.1)
 DCS_PAGE_SIZE = envint("DCS_PAGE_SIZE", 1000, minimum=1, maximum=1000)
-DCS_SYNC_INTERVAL = envint("DCS_SYNC_INTERVAL", 300, minimum=10)
 
 # --- Logging ------------------------------------------------------------------
 
@@ -219,4 +218,27 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": envstr("DASHBOARD_LOG_LEVEL", "INFO").upper()},
     "loggers": {"urllib3": {"level": "WARNING"}},
+}
+
+# --- Sync schedule (Celery beat) ---------------------------------------------
+
+# The demo fleet is tiny and local, so it is synced often enough to watch.
+DCS_SYNC_INTERVAL = envint("DCS_SYNC_INTERVAL", 30 if DCS_DEMO else 300, minimum=10)
+# Instances with a waiting or running backup are re-listed this often, so
+# their progress bars move.
+DCS_ACTIVE_POLL_INTERVAL = envint("DCS_ACTIVE_POLL_INTERVAL", 15, minimum=5)
+# A worker that starts queues a fleet sync at once, not at beat's first tick.
+DCS_SYNC_ON_WORKER_START = envbool("DCS_SYNC_ON_WORKER_START", True)
+CELERY_BEAT_SCHEDULE = {
+    "sync-fleet": {
+        "task": "backups.sync_fleet",
+        "schedule": DCS_SYNC_INTERVAL,
+        # A tick that could not run in time is dropped, not queued up behind.
+        "options": {"expires": DCS_SYNC_INTERVAL},
+    },
+    "sync-active-instances": {
+        "task": "backups.sync_active_instances",
+        "schedule": DCS_ACTIVE_POLL_INTERVAL,
+        "options": {"expires": DCS_ACTIVE_POLL_INTERVAL},
+    },
 }

@@ -18,6 +18,7 @@ import requests
 
 ALGORITHM = "SDK-HMAC-SHA256"
 DATE_HEADER = "X-Sdk-Date"
+CONTENT_SHA256_HEADER = "X-Sdk-Content-Sha256"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 EMPTY_BODY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
@@ -38,7 +39,9 @@ def _encode(value: str) -> str:
 
 
 def canonical_uri(path: str) -> str:
-    segments = [_encode(unquote(segment)) for segment in path.split("/")]
+    # Decode the whole path before splitting, as the SDK does: an encoded "/" (%2F) in a path
+    # parameter then separates segments in the signature, e.g. /a%2Fb signs as /a/b/.
+    segments = [_encode(segment) for segment in unquote(path).split("/")]
     uri = "/".join(segments)
     # The signature always sees a trailing slash; the request is sent without.
     return uri if uri.endswith("/") else uri + "/"
@@ -53,14 +56,19 @@ def signed_header_names(headers: dict[str, str]) -> list[str]:
     return sorted({name.lower() for name in headers if "_" not in name})
 
 
+def is_signed_payload_type(content_type: str) -> bool:
+    """The SDK signs the body only for JSON/BSON (or no) Content-Type; others are UNSIGNED-PAYLOAD."""
+    return not content_type or content_type.startswith(("application/json", "application/bson"))
+
+
 def payload_hash(headers: dict[str, str], body: bytes) -> str:
-    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-    lowered = {k.lower(): v for k, v in headers.items()}
-    if lowered.get("x-sdk-content-sha256") == UNSIGNED_PAYLOAD:
-        return UNSIGNED_PAYLOAD
-    if content_type and not content_type.startswith(("application/json", "application/bson")):
-        return UNSIGNED_PAYLOAD
-    return hashlib.sha256(body).hexdigest() if body else EMPTY_BODY_SHA256
+    # As the SDK's Signer._process_hash_payload: an empty body always hashes as empty; otherwise a
+    # sent X-Sdk-Content-Sha256 header stands in for the body hash. The header itself, not the
+    # Content-Type, decides: the signer adds it for non-JSON bodies (see SdkHmacSha256Auth).
+    if not body:
+        return EMPTY_BODY_SHA256
+    declared = next((v for k, v in headers.items() if k.lower() == "x-sdk-content-sha256"), "")
+    return declared or hashlib.sha256(body).hexdigest()
 
 
 def canonical_request(
@@ -133,6 +141,8 @@ class SdkHmacSha256Auth(requests.auth.AuthBase):
             headers["X-Project-Id"] = self.project_id
         if self._security_token:
             headers["X-Security-Token"] = self._security_token
+        if not is_signed_payload_type(headers.get("Content-Type", "")):
+            headers[CONTENT_SHA256_HEADER] = UNSIGNED_PAYLOAD  # sent and signed, as the SDK does
         body = request.body or b""
         if isinstance(body, str):
             body = body.encode("utf-8")

@@ -1,0 +1,50 @@
+# Two commands on a fresh machine with Python 3.11: `make run` and `make test`.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+DASHBOARD_PORT ?= 8000
+DCS_SIMULATOR_PORT ?= 8765
+export DASHBOARD_PORT DCS_SIMULATOR_PORT PYTHONUNBUFFERED=1
+
+# With cloud credentials the simulator is not started.
+PROCESSES := $(if $(HUAWEICLOUD_SDK_AK),worker beat web,simulator worker beat web)
+
+.PHONY: run test lint format check clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+## run: set up, migrate, print the demo login, start simulator + worker + beat + web (Ctrl-C stops all)
+run: $(VENV)/.runtime
+	$(BIN)/python manage.py migrate --no-input -v0
+	$(BIN)/python manage.py demo_admin --url http://127.0.0.1:$(DASHBOARD_PORT)/
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f Procfile.dev start $(PROCESSES)
+
+## test: the test suite (SQLite and the embedded broker unless DATABASE_URL/REDIS_URL say otherwise)
+test: $(VENV)/.dev
+	$(BIN)/pytest
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+check: $(VENV)/.dev
+	$(BIN)/python manage.py check
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

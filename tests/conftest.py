@@ -1,0 +1,93 @@
+"""Shared fixtures: a DCS simulator on loopback and a client that talks to it.
+
+The cloud is faked at the HTTP boundary only: tests run our real client
+against the real simulator over real HTTP.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from backups.dcs.client import DcsClient
+from backups.dcs.config import DcsConfig, DcsProject
+from backups.simulator.server import DcsSimulator, SimulatorServer
+
+TEST_AK = "TESTACCESSKEY0000"
+TEST_SK = "test-secret-key-not-a-real-one"
+PROJECTS = (
+    DcsProject("cn-north-4", "0a1b2c3d4e5f60718293a4b5c6d7e8f9"),
+    DcsProject("ap-southeast-1", "f9e8d7c6b5a40392817f6e5d4c3b2a10"),
+)
+
+
+class FakeClock:
+    """A clock the test moves by hand; the simulator and our code share it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture
+def sim_clock() -> FakeClock:
+    return FakeClock(datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC))
+
+
+def make_simulator(clock=None, instances: int = 12, seed: int = 7, **kwargs) -> DcsSimulator:
+    return DcsSimulator(
+        projects={p.project_id: p.region for p in PROJECTS},
+        credentials={TEST_AK: TEST_SK},
+        instances=instances,
+        seed=seed,
+        clock=clock,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def simulator() -> DcsSimulator:
+    """A small deterministic fleet on the real clock."""
+    return make_simulator()
+
+
+@pytest.fixture
+def simulator_server(simulator):
+    with SimulatorServer(simulator, host="127.0.0.1", port=0) as server:
+        yield server
+
+
+def make_config(url: str, **kwargs) -> DcsConfig:
+    return DcsConfig(
+        access_key=TEST_AK, secret_key=TEST_SK, projects=PROJECTS, endpoint_override=url, **kwargs
+    )
+
+
+@pytest.fixture
+def dcs_config(simulator_server) -> DcsConfig:
+    return make_config(simulator_server.url)
+
+
+@pytest.fixture
+def dcs_client(dcs_config) -> DcsClient:
+    return DcsClient(dcs_config, connect_timeout=2, read_timeout=10)
+
+
+@pytest.fixture
+def clocked_simulator(sim_clock) -> DcsSimulator:
+    """A fleet on a clock the test moves by hand."""
+    return make_simulator(clock=sim_clock)
+
+
+@pytest.fixture
+def clocked_client(clocked_simulator, sim_clock):
+    """A client whose signatures use the same hand-moved clock as the simulator."""
+    with SimulatorServer(clocked_simulator, host="127.0.0.1", port=0) as server:
+        yield DcsClient(make_config(server.url), connect_timeout=2, read_timeout=10, clock=sim_clock)
