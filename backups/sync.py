@@ -314,7 +314,11 @@ def sync_instance(
     *, instance: DcsInstance, client: DcsClient | None = None, on_progress: ProgressCallback | None = None
 ) -> SyncRun:
     """A full sync of one instance's backups."""
-    return _run_sync(f"instance {instance.instance_id}", client, lambda *_: [(instance, None)], on_progress)
+    def plan(client: DcsClient, now: datetime, tally: SyncTally):
+        tally.instances_seen = 1
+        return [(instance, None)]
+
+    return _run_sync(f"instance {instance.instance_id}", client, plan, on_progress)
 
 
 def sync_active_instances(*, client: DcsClient | None = None) -> SyncRun | None:
@@ -335,9 +339,11 @@ def sync_active_instances(*, client: DcsClient | None = None) -> SyncRun | None:
     instances = DcsInstance.objects.filter(pk__in=oldest_active)
 
     def plan(client: DcsClient, now: datetime, tally: SyncTally):
-        return [
+        work = [
             (instance, (oldest_active[instance.pk] or now) - ACTIVE_WINDOW_OVERLAP) for instance in instances
         ]
+        tally.instances_seen = len(work)
+        return work
 
     return _run_sync("active", client, plan, None)
 

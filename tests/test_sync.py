@@ -111,8 +111,9 @@ def test_it_marks_a_returning_record_present_again(simulator, dcs_client):
 
 def test_it_records_status_history_as_observed(clocked_simulator, clocked_client, sim_clock):
     sync.sync_fleet(client=clocked_client)
-    waiting = BackupRecord.objects.filter(status="waiting").first()
-    assert waiting is not None, "the simulator always has a backup about to run"
+    # The simulator always has a backup waiting or running; take the newest.
+    waiting = BackupRecord.objects.active().order_by("-created_at").first()
+    assert waiting is not None, "the simulator always has a backup in progress"
 
     for _ in range(40):
         sim_clock.advance(seconds=20)
@@ -123,8 +124,8 @@ def test_it_records_status_history_as_observed(clocked_simulator, clocked_client
 
     history = list(waiting.status_changes.values_list("status", "progress"))
     statuses = [status for status, _ in history]
-    assert statuses[0] == "waiting"
-    assert "backuping" in statuses
+    assert statuses[0] in ("waiting", "backuping")
+    assert statuses.count("backuping") >= 2, history
     assert statuses[-1] in ("succeed", "failed")
     running = [progress for status, progress in history if status == "backuping"]
     assert running == sorted(running)
