@@ -156,6 +156,9 @@ class BackupStatusChange(models.Model):
         ordering = ["record", "observed_at", "id"]
         indexes = [models.Index(fields=["record", "observed_at"], name="status_change_record")]
 
+    def __str__(self) -> str:
+        return f"{self.status} {self.progress}% @ {self.observed_at:%Y-%m-%d %H:%M:%S}Z"
+
 
 class SyncRun(models.Model):
     """One sync: of the whole fleet, or of a single instance."""

@@ -314,6 +314,7 @@ def sync_instance(
     *, instance: DcsInstance, client: DcsClient | None = None, on_progress: ProgressCallback | None = None
 ) -> SyncRun:
     """A full sync of one instance's backups."""
+
     def plan(client: DcsClient, now: datetime, tally: SyncTally):
         tally.instances_seen = 1
         return [(instance, None)]

@@ -62,15 +62,17 @@ def test_it_refuses_an_unknown_instance(cloud_settings):
 
 
 def test_it_exits_1_and_shows_the_error_when_the_sync_fails(simulator_server):
-    with override_settings(
-        DCS_DEMO=False,
-        DCS_AK=TEST_AK,
-        DCS_SK="not-the-right-secret",
-        DCS_PROJECTS=[f"{PROJECTS[0].region}:{PROJECTS[0].project_id}"],
-        DCS_ENDPOINT=simulator_server.url,
+    with (
+        override_settings(
+            DCS_DEMO=False,
+            DCS_AK=TEST_AK,
+            DCS_SK="not-the-right-secret",
+            DCS_PROJECTS=[f"{PROJECTS[0].region}:{PROJECTS[0].project_id}"],
+            DCS_ENDPOINT=simulator_server.url,
+        ),
+        pytest.raises(SystemExit) as exited,
     ):
-        with pytest.raises(SystemExit) as exited:
-            _run()
+        _run()
     assert exited.value.code == 1
     assert SyncRun.objects.get().outcome == "failed"
 
@@ -92,9 +94,9 @@ def test_it_exits_1_when_the_api_is_unreachable(capsys):
 
 
 def test_it_reports_bad_configuration_without_a_traceback():
-    with override_settings(DCS_DEMO=False, DCS_AK=TEST_AK, DCS_SK=TEST_SK, DCS_PROJECTS=["no-colon-here"]):
-        with pytest.raises(CommandError, match="DCS_PROJECTS entries look like"):
-            _run()
+    bad = override_settings(DCS_DEMO=False, DCS_AK=TEST_AK, DCS_SK=TEST_SK, DCS_PROJECTS=["no-colon-here"])
+    with bad, pytest.raises(CommandError, match="DCS_PROJECTS entries look like"):
+        _run()
 
 
 def test_it_never_prints_the_secret_key(cloud_settings):

@@ -26,7 +26,9 @@ MAX_CLOCK_SKEW = timedelta(minutes=15)
 
 # Transport headers that a proxy may rewrite; signing them would only make a
 # valid request fail verification on its way to the gateway.
-_UNSIGNED_HEADERS = frozenset({"connection", "accept-encoding", "accept", "content-length", "transfer-encoding"})
+_UNSIGNED_HEADERS = frozenset(
+    {"connection", "accept-encoding", "accept", "content-length", "transfer-encoding"}
+)
 
 _AUTH_RE = re.compile(
     rf"^{ALGORITHM}\s+Access=(?P<access>[^,\s]+),\s*SignedHeaders=(?P<headers>[^,\s]+),\s*Signature=(?P<signature>[0-9a-fA-F]+)$"

@@ -1,0 +1,279 @@
+"""Tables of the dashboard, and the columns they are made of.
+
+A column's ``render()`` builds the HTML of a cell with ``format_html`` (the
+values come from the DCS API and are untrusted text); its ``value()`` gives the
+same fact as plain text, for CSV/JSON exports.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+import django_tables2 as tables
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from backups.choices import (
+    BackupFormat,
+    BackupStatus,
+    BackupType,
+    ColoredChoices,
+    describe_error_code,
+)
+from backups.models import BackupRecord
+from backups.templatetags.dashboard_tags import (
+    exact_bytes_text,
+    human_bytes_text,
+    utc_iso,
+    utc_text,
+    utc_time,
+)
+
+
+def _raw_value(record, bound_column):
+    # django-tables2 hands render() the get_FOO_display() label of a field
+    # with choices; the colour is looked up by the stored value instead.
+    return bound_column.accessor.resolve(record, quiet=True)
+
+
+class ChoiceBadgeColumn(tables.Column):
+    """A badge whose label and colour come from a ``ColoredChoices`` enum.
+
+    A value the API added after we wrote the enum is shown as received, in the
+    neutral colour.
+    """
+
+    def __init__(self, choices: type[ColoredChoices], *args, **kwargs):
+        self.choices = choices
+        super().__init__(*args, **kwargs)
+
+    def render(self, record, bound_column):
+        raw = _raw_value(record, bound_column)
+        return format_html(
+            '<span class="badge badge--{}">{}</span>',
+            self.choices.color_of(raw),
+            self.choices.label_of(raw),
+        )
+
+    def value(self, record, bound_column):
+        return self.choices.label_of(_raw_value(record, bound_column))
+
+
+def _percent_text(progress) -> str:
+    try:
+        number = Decimal(str(progress))
+    except InvalidOperation:
+        return ""
+    # 42.50 -> "42.5", 100.00 -> "100"
+    return f"{number.normalize():f}"
+
+
+class ProgressColumn(tables.Column):
+    """A progress bar, only for a record that is still going.
+
+    A finished backup's progress says nothing new (its status does), so its
+    cell stays empty. A ``<progress>`` element needs no inline style, which
+    keeps the page compatible with a strict Content Security Policy.
+    """
+
+    empty_values = ()
+
+    def __init__(self, *args, is_active=lambda record: record.is_active, **kwargs):
+        self.is_active = is_active
+        kwargs.setdefault("attrs", {"td": {"class": "cell--progress"}})
+        super().__init__(*args, **kwargs)
+
+    def render(self, value, record, bound_column):
+        if not self.is_active(record):
+            return bound_column.default
+        label = _("Backup progress")
+        if value is None or value == "":
+            # Waiting for the backup to start: an indeterminate bar.
+            return format_html('<progress class="progress" max="100" aria-label="{}"></progress>', label)
+        percent = _percent_text(value)
+        return format_html(
+            '<span class="progress-wrap"><progress class="progress" max="100" value="{}" aria-label="{}">'
+            '{}%</progress><span class="progress__text">{}%</span></span>',
+            percent,
+            label,
+            percent,
+            percent,
+        )
+
+    def value(self, value):
+        if value is None or value == "":
+            return ""
+        return _percent_text(value)
+
+
+class BytesColumn(tables.Column):
+    """A size in binary units (KiB, MiB, GiB), the exact bytes as tooltip."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("attrs", {"th": {"class": "cell--num"}, "td": {"class": "cell--num"}})
+        super().__init__(*args, **kwargs)
+
+    def render(self, value):
+        size = int(value)
+        return format_html(
+            '<span class="bytes" title="{}">{}</span>', exact_bytes_text(size), human_bytes_text(size)
+        )
+
+    def value(self, value):
+        # Exports carry the exact count, which a spreadsheet can sum.
+        return str(int(value))
+
+
+class UtcDateTimeColumn(tables.Column):
+    """``YYYY-MM-DD HH:MM:SS UTC`` in a ``<time>`` element, ISO 8601 as tooltip."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("attrs", {"td": {"class": "cell--time"}})
+        super().__init__(*args, **kwargs)
+
+    def render(self, value):
+        return utc_time(value)
+
+    def value(self, value):
+        return utc_iso(value)
+
+
+class ErrorCodeColumn(tables.Column):
+    """An error code, with what it means when we know the code."""
+
+    def __init__(self, *args, describe=describe_error_code, **kwargs):
+        self.describe = describe
+        kwargs.setdefault("attrs", {"td": {"class": "cell--wrap"}})
+        super().__init__(*args, **kwargs)
+
+    def render(self, value):
+        meaning = self.describe(value)
+        if not meaning:
+            return format_html(
+                '<code class="error-code" title="{}">{}</code>', _("Error code not documented"), value
+            )
+        return format_html(
+            '<code class="error-code" title="{}">{}</code> <span class="error-code__meaning">{}</span>',
+            meaning,
+            value,
+            meaning,
+        )
+
+    def value(self, value):
+        meaning = self.describe(value)
+        return f"{value}: {meaning}" if meaning else value
+
+
+class InstanceColumn(tables.Column):
+    """The instance's name and id, linked to its page."""
+
+    def __init__(self, *args, url_name="backups:instance-detail", **kwargs):
+        self.url_name = url_name
+        kwargs.setdefault("order_by", ("instance__name", "instance__instance_id"))
+        super().__init__(*args, **kwargs)
+
+    def render(self, value):
+        name = value.name or value.instance_id
+        try:
+            url = reverse(self.url_name, args=[value.instance_id])
+        except NoReverseMatch:
+            # An id our URL pattern cannot carry (empty, or with a slash):
+            # show it, unlinked, rather than break the whole page.
+            link = format_html('<span class="instance__name">{}</span>', name)
+        else:
+            link = format_html('<a class="instance__name" href="{}">{}</a>', url, name)
+        gone = _gone_marker(value.gone_at, _("This instance is no longer listed by the API."))
+        if value.name:
+            return format_html('{}{} <code class="instance__id">{}</code>', link, gone, value.instance_id)
+        return format_html("{}{}", link, gone)
+
+    def value(self, value):
+        if value.name:
+            return f"{value.name} ({value.instance_id})"
+        return value.instance_id
+
+
+def _gone_marker(gone_at, explanation):
+    if gone_at is None:
+        return ""
+    return format_html(
+        ' <span class="marker marker--gone" title="{} {}">{}</span>',
+        explanation,
+        _("Gone since %(time)s.") % {"time": utc_text(gone_at)},
+        _("gone"),
+    )
+
+
+def _row_class(record) -> str:
+    classes = []
+    if record.gone_at is not None:
+        classes.append("row--gone")
+    if record.is_active:
+        classes.append("row--active")
+    return " ".join(classes)
+
+
+class BackupRecordTable(tables.Table):
+    instance = InstanceColumn(verbose_name=_("Instance"))
+    # empty_values=(): a gone record with no name still gets its marker.
+    backup_name = tables.Column(verbose_name=_("Backup"), empty_values=())
+    backup_type = ChoiceBadgeColumn(BackupType, verbose_name=_("Type"))
+    status = ChoiceBadgeColumn(BackupStatus, verbose_name=_("Status"))
+    progress = ProgressColumn(verbose_name=_("Progress"))
+    size = BytesColumn(verbose_name=_("Size"))
+    backup_format = ChoiceBadgeColumn(BackupFormat, verbose_name=_("Format"))
+    created_at = UtcDateTimeColumn(verbose_name=_("Created"), orderable=True, order_by=("created_at", "id"))
+    updated_at = UtcDateTimeColumn(verbose_name=_("Finished"))
+    error_code = ErrorCodeColumn(verbose_name=_("Error"))
+    remark = tables.Column(verbose_name=_("Remark"), attrs={"td": {"class": "cell--wrap"}})
+    is_support_restore = tables.BooleanColumn(
+        verbose_name=_("Restorable"), null=True, yesno=(_("Yes"), _("No"))
+    )
+
+    class Meta:
+        model = BackupRecord
+        fields = ()
+        sequence = (
+            "instance",
+            "backup_name",
+            "backup_type",
+            "status",
+            "progress",
+            "size",
+            "backup_format",
+            "created_at",
+            "updated_at",
+            "error_code",
+            "remark",
+            "is_support_restore",
+        )
+        # Only "created" sorts for now; sorting and filtering come later.
+        orderable = False
+        order_by_field = "sort"
+        per_page = 25
+        attrs = {"class": "table table--backups"}
+        row_attrs = {"class": _row_class}
+        empty_text = _("No backup records yet.")
+
+    def __init__(self, *args, caption: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.caption = caption or _("Backup records")
+
+    def render_backup_name(self, value, record):
+        name = value or record.backup_id
+        gone = _gone_marker(record.gone_at, _("This backup is no longer listed by the API."))
+        return format_html('<span class="backup__name">{}</span>{}', name, gone)
+
+    def value_backup_name(self, value, record):
+        return value or record.backup_id
+
+    @property
+    def has_live_rows(self) -> bool:
+        """Whether the current page shows a backup that is still going.
+
+        A gone record's status is frozen at what we last saw, so it does not
+        count: the page would otherwise poll forever.
+        """
+        rows = self.page.object_list if hasattr(self, "page") else self.rows
+        return any(row.record.is_active and row.record.gone_at is None for row in rows)
