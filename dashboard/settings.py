@@ -62,6 +62,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -136,6 +137,13 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+
+# --- Dashboard ----------------------------------------------------------------
+
+# An instance is at risk when its last successful backup is older than this.
+DASHBOARD_AT_RISK_HOURS = envint("DASHBOARD_AT_RISK_HOURS", 24, minimum=1, maximum=24 * 365)
+# The overview warns when the last successful fleet sync is older than this.
+DASHBOARD_SYNC_STALE_MINUTES = envint("DASHBOARD_SYNC_STALE_MINUTES", 30, minimum=1)
 
 # --- Static files -------------------------------------------------------------
 

@@ -3,6 +3,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("", include("backups.urls")),
 ]

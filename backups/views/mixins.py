@@ -1,20 +1,9 @@
-"""Pages of the dashboard. Views are configuration: a table, its data, a template.
-
-What every table page shares (tolerant paging, the HTMX partial) lives once in
-``TablePageMixin``.
-"""
+"""What every table page shares: tolerant paging and the HTMX partial."""
 
 from __future__ import annotations
 
-from django.db.models import F
-from django.http import Http404
 from django.utils.cache import patch_vary_headers
-from django.utils.translation import gettext as _
-from django.views.generic import DetailView
-from django_tables2 import SingleTableMixin, SingleTableView, Table
-
-from backups.models import BackupRecord, DcsInstance
-from backups.tables import BackupRecordTable
+from django_tables2 import SingleTableMixin, Table
 
 
 def parse_per_page(raw: str | None, *, choices: tuple[int, ...], default: int) -> int:
@@ -78,44 +67,3 @@ class TablePageMixin(SingleTableMixin):
         # The same URL answers with a fragment or a page: caches must not mix them.
         patch_vary_headers(response, ("HX-Request",))
         return response
-
-
-class BackupRecordListView(TablePageMixin, SingleTableView):
-    model = BackupRecord
-    table_class = BackupRecordTable
-    template_name = "backups/backuprecord_list.html"
-    partial_template_name = "backups/_backup_table.html"
-
-    def get_queryset(self):
-        return BackupRecord.objects.select_related("instance").newest_first()
-
-
-class InstanceDetailView(TablePageMixin, DetailView):
-    model = DcsInstance
-    context_object_name = "instance"
-    table_class = BackupRecordTable
-    template_name = "backups/dcsinstance_detail.html"
-    partial_template_name = "backups/_backup_table.html"
-
-    def get_object(self, queryset=None) -> DcsInstance:
-        # instance_id is unique per project only. Two projects sharing one is
-        # unlikely; if it happens, show the one still listed, then the oldest.
-        instance = (
-            DcsInstance.objects.filter(instance_id=self.kwargs["instance_id"])
-            .order_by(F("gone_at").asc(nulls_first=True), "pk")
-            .first()
-        )
-        if instance is None:
-            raise Http404(_("No DCS instance with this id."))
-        return instance
-
-    def get_table_data(self):
-        # The reverse relation sets record.instance to self.object, so the
-        # rows need no join and no query of their own.
-        return self.object.backups.newest_first()
-
-    def get_table_kwargs(self) -> dict:
-        return {
-            "exclude": ("instance",),
-            "caption": _("Backups of %(instance)s") % {"instance": self.object},
-        }

@@ -1,4 +1,4 @@
-"""Tables of the dashboard, and the columns they are made of.
+"""Columns the dashboard's tables are made of.
 
 A column's ``render()`` builds the HTML of a cell with ``format_html`` (the
 values come from the DCS API and are untrusted text); its ``value()`` gives the
@@ -15,13 +15,9 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from backups.choices import (
-    BackupFormat,
-    BackupStatus,
-    BackupType,
     ColoredChoices,
     describe_error_code,
 )
-from backups.models import BackupRecord
 from backups.templatetags.dashboard_tags import (
     exact_bytes_text,
     human_bytes_text,
@@ -183,7 +179,7 @@ class InstanceColumn(tables.Column):
             link = format_html('<span class="instance__name">{}</span>', name)
         else:
             link = format_html('<a class="instance__name" href="{}">{}</a>', url, name)
-        gone = _gone_marker(value.gone_at, _("This instance is no longer listed by the API."))
+        gone = gone_marker(value.gone_at, _("This instance is no longer listed by the API."))
         if value.name:
             return format_html('{}{} <code class="instance__id">{}</code>', link, gone, value.instance_id)
         return format_html("{}{}", link, gone)
@@ -194,7 +190,7 @@ class InstanceColumn(tables.Column):
         return value.instance_id
 
 
-def _gone_marker(gone_at, explanation):
+def gone_marker(gone_at, explanation):
     if gone_at is None:
         return ""
     return format_html(
@@ -203,77 +199,3 @@ def _gone_marker(gone_at, explanation):
         _("Gone since %(time)s.") % {"time": utc_text(gone_at)},
         _("gone"),
     )
-
-
-def _row_class(record) -> str:
-    classes = []
-    if record.gone_at is not None:
-        classes.append("row--gone")
-    if record.is_active:
-        classes.append("row--active")
-    return " ".join(classes)
-
-
-class BackupRecordTable(tables.Table):
-    instance = InstanceColumn(verbose_name=_("Instance"))
-    # empty_values=(): a gone record with no name still gets its marker.
-    backup_name = tables.Column(verbose_name=_("Backup"), empty_values=())
-    backup_type = ChoiceBadgeColumn(BackupType, verbose_name=_("Type"))
-    status = ChoiceBadgeColumn(BackupStatus, verbose_name=_("Status"))
-    progress = ProgressColumn(verbose_name=_("Progress"))
-    size = BytesColumn(verbose_name=_("Size"))
-    backup_format = ChoiceBadgeColumn(BackupFormat, verbose_name=_("Format"))
-    created_at = UtcDateTimeColumn(verbose_name=_("Created"), orderable=True, order_by=("created_at", "id"))
-    updated_at = UtcDateTimeColumn(verbose_name=_("Finished"))
-    error_code = ErrorCodeColumn(verbose_name=_("Error"))
-    remark = tables.Column(verbose_name=_("Remark"), attrs={"td": {"class": "cell--wrap"}})
-    is_support_restore = tables.BooleanColumn(
-        verbose_name=_("Restorable"), null=True, yesno=(_("Yes"), _("No"))
-    )
-
-    class Meta:
-        model = BackupRecord
-        fields = ()
-        sequence = (
-            "instance",
-            "backup_name",
-            "backup_type",
-            "status",
-            "progress",
-            "size",
-            "backup_format",
-            "created_at",
-            "updated_at",
-            "error_code",
-            "remark",
-            "is_support_restore",
-        )
-        # Only "created" sorts for now; sorting and filtering come later.
-        orderable = False
-        order_by_field = "sort"
-        per_page = 25
-        attrs = {"class": "table table--backups"}
-        row_attrs = {"class": _row_class}
-        empty_text = _("No backup records yet.")
-
-    def __init__(self, *args, caption: str = "", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.caption = caption or _("Backup records")
-
-    def render_backup_name(self, value, record):
-        name = value or record.backup_id
-        gone = _gone_marker(record.gone_at, _("This backup is no longer listed by the API."))
-        return format_html('<span class="backup__name">{}</span>{}', name, gone)
-
-    def value_backup_name(self, value, record):
-        return value or record.backup_id
-
-    @property
-    def has_live_rows(self) -> bool:
-        """Whether the current page shows a backup that is still going.
-
-        A gone record's status is frozen at what we last saw, so it does not
-        count: the page would otherwise poll forever.
-        """
-        rows = self.page.object_list if hasattr(self, "page") else self.rows
-        return any(row.record.is_active and row.record.gone_at is None for row in rows)
