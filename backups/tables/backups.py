@@ -14,7 +14,7 @@ from backups.tables.columns import (
     ErrorCodeColumn,
     InstanceColumn,
     ProgressColumn,
-    UtcDateTimeColumn,
+    TimestampColumn,
     gone_marker,
 )
 
@@ -37,8 +37,8 @@ class BackupRecordTable(tables.Table):
     progress = ProgressColumn(verbose_name=_("Progress"))
     size = BytesColumn(verbose_name=_("Size"))
     backup_format = ChoiceBadgeColumn(BackupFormat, verbose_name=_("Format"))
-    created_at = UtcDateTimeColumn(verbose_name=_("Created"), orderable=True, order_by=("created_at", "id"))
-    updated_at = UtcDateTimeColumn(verbose_name=_("Finished"))
+    created_at = TimestampColumn(verbose_name=_("Created"), orderable=True, order_by=("created_at", "id"))
+    updated_at = TimestampColumn(verbose_name=_("Finished"))
     error_code = ErrorCodeColumn(verbose_name=_("Error"))
     remark = tables.Column(verbose_name=_("Remark"), attrs={"td": {"class": "cell--wrap"}})
     is_support_restore = tables.BooleanColumn(

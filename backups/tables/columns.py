@@ -21,9 +21,9 @@ from backups.choices import (
 from backups.templatetags.dashboard_tags import (
     exact_bytes_text,
     human_bytes_text,
+    timestamp,
     utc_iso,
     utc_text,
-    utc_time,
 )
 
 
@@ -121,7 +121,7 @@ class BytesColumn(tables.Column):
         return str(int(value))
 
 
-class UtcDateTimeColumn(tables.Column):
+class TimestampColumn(tables.Column):
     """``YYYY-MM-DD HH:MM:SS UTC`` in a ``<time>`` element, ISO 8601 as tooltip."""
 
     def __init__(self, *args, **kwargs):
@@ -129,7 +129,7 @@ class UtcDateTimeColumn(tables.Column):
         super().__init__(*args, **kwargs)
 
     def render(self, value):
-        return utc_time(value)
+        return timestamp(value)
 
     def value(self, value):
         return utc_iso(value)

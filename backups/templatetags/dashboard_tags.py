@@ -40,7 +40,7 @@ def utc_iso(value: datetime) -> str:
 
 
 @register.filter
-def utc_time(value: datetime | None) -> SafeString | str:
+def timestamp(value: datetime | None) -> SafeString | str:
     """A ``<time>`` element in UTC, with the exact ISO 8601 value as tooltip."""
     if value is None or value == "":
         return ""
