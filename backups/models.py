@@ -1,12 +1,21 @@
 """What we keep of the DCS fleet: instances, their backup records, the status
-changes our syncs observed, and the sync runs themselves.
+changes our syncs observed, and the sync runs themselves (with their per-instance
+items, their errors, the leases that keep two syncs of one thing apart, and the
+workers' heartbeats).
 
 Nothing the API stops listing is deleted: it is marked ``gone_at`` and kept,
 because the cloud drops automatic backups after 7 days and we keep history.
+
+``first_seen``/``last_seen`` of a record: when a sync first stored it, and the
+last time a sync either saw it change or found it in a listing without a time
+window (a full sync). Incremental syncs leave unchanged rows alone, so an
+unchanged fleet costs no writes; ``last_seen`` of a present record is therefore
+at most one full-sync interval old.
 """
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -43,6 +52,9 @@ class DcsInstance(models.Model):
     gone_at = models.DateTimeField(_("gone since"), null=True, blank=True)
     # When a complete listing of this instance's backups last succeeded.
     backups_synced_at = models.DateTimeField(_("backups last synced"), null=True, blank=True)
+    # When any listing of its backups (complete, or a recent window) last
+    # succeeded: the next incremental sync asks from here, less an overlap.
+    backups_checked_at = models.DateTimeField(_("backups last checked"), null=True, blank=True)
     raw = models.JSONField(_("raw JSON as last received"), default=dict)
 
     objects = DcsInstanceQuerySet.as_manager()
@@ -160,31 +172,296 @@ class BackupStatusChange(models.Model):
         return f"{self.status} {self.progress}% @ {self.observed_at:%Y-%m-%d %H:%M:%S}Z"
 
 
+# --- Sync runs ------------------------------------------------------------------
+
+# A run refused because another sync of the same scope holds the lease. Added
+# here unless SyncOutcome already has it, so the field's choices stay the same
+# either way.
+SKIPPED = "skipped"
+RUN_OUTCOMES = [*SyncOutcome.choices]
+if SKIPPED not in SyncOutcome.values:
+    RUN_OUTCOMES.append((SKIPPED, _("Skipped")))
+
+
+class SyncKind(models.TextChoices):
+    # Every instance, every record: the only kind that marks things gone.
+    FULL = "full", _("Full")
+    # Every instance, only records of a recent window; marks nothing gone.
+    INCREMENTAL = "incremental", _("Incremental")
+    # Only instances with a waiting or running backup, to move their progress.
+    ACTIVE = "active", _("Running backups")
+    # One instance, completely ("Sync now" on its page, or the command).
+    INSTANCE = "instance", _("One instance")
+
+
+class SyncTrigger(models.TextChoices):
+    BEAT = "beat", _("Schedule")
+    STARTUP = "startup", _("Worker start")
+    USER = "user", _("User")
+    COMMAND = "command", _("Command")
+
+
+class SyncRunQuerySet(models.QuerySet):
+    def fleet(self):
+        return self.filter(scope=SyncRun.FLEET_SCOPE)
+
+    def running(self):
+        return self.filter(outcome=SyncOutcome.RUNNING)
+
+    def counted(self):
+        """Runs that did something: without those refused as skipped."""
+        return self.exclude(outcome=SKIPPED)
+
+    def finished(self):
+        return self.counted().filter(finished_at__isnull=False)
+
+
 class SyncRun(models.Model):
-    """One sync: of the whole fleet, or of a single instance."""
+    """One sync: of the whole fleet, of the instances with running backups, or of one instance.
+
+    A fleet sync lists the instances and then syncs each one as a
+    :class:`SyncRunItem`; the items add their counts here as they finish.
+    """
+
+    FLEET_SCOPE = "fleet"
+    ACTIVE_SCOPE = "active"
 
     scope = models.CharField(_("scope"), max_length=255)
-    started_at = models.DateTimeField(_("started"), db_index=True)
-    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
-    outcome = models.CharField(
-        _("outcome"), max_length=16, choices=SyncOutcome.choices, default=SyncOutcome.RUNNING
+    kind = models.CharField(_("kind"), max_length=16, choices=SyncKind.choices, default=SyncKind.FULL)
+    trigger = models.CharField(
+        _("trigger"), max_length=16, choices=SyncTrigger.choices, default=SyncTrigger.COMMAND
     )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("requested by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    # The one instance of an instance sync.
+    instance = models.ForeignKey(
+        DcsInstance,
+        verbose_name=_("instance"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    started_at = models.DateTimeField(_("started"), db_index=True)
+    # When the list of instances to sync was made; until then nothing is queued.
+    planned_at = models.DateTimeField(_("planned"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=RUN_OUTCOMES, default=SyncOutcome.RUNNING)
+    # Why it ended as it did when that is not in the counts: skipped, or stalled.
+    reason = models.TextField(_("reason"), blank=True)
+    concurrency = models.IntegerField(_("concurrency"), default=1)
     instances_seen = models.IntegerField(_("instances"), default=0)
     instances_gone = models.IntegerField(_("instances gone"), default=0)
+    instances_synced = models.IntegerField(_("instances synced"), default=0)
+    instances_failed = models.IntegerField(_("instances failed"), default=0)
     records_new = models.IntegerField(_("new records"), default=0)
     records_updated = models.IntegerField(_("updated records"), default=0)
     records_gone = models.IntegerField(_("gone records"), default=0)
     api_calls = models.IntegerField(_("API calls"), default=0)
-    errors = models.JSONField(_("errors"), default=list, blank=True)
+    retries = models.IntegerField(_("retries"), default=0)
+    throttles = models.IntegerField(_("throttles"), default=0)
+    error_count = models.IntegerField(_("errors"), default=0)
+    # The Celery task that started it: a redelivered task resumes this run.
+    task_id = models.CharField(_("task id"), max_length=64, blank=True)
+
+    objects = SyncRunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(fields=["scope", "-started_at"], name="sync_run_scope_started"),
+            models.Index(fields=["outcome"], name="sync_run_outcome"),
+            models.Index(fields=["task_id"], name="sync_run_task"),
+        ]
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._pending_errors = None
+        super().__init__(*args, **kwargs)
 
     def __str__(self) -> str:
         return f"{self.scope} @ {self.started_at:%Y-%m-%d %H:%M:%S}Z"
+
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        if self._pending_errors is not None:
+            rows = [SyncError.from_entry(entry, run=self) for entry in _entries(self._pending_errors)]
+            self._pending_errors = None
+            SyncError.objects.bulk_create(rows)
+            if rows:
+                SyncRun.objects.filter(pk=self.pk).update(error_count=models.F("error_count") + len(rows))
+                self.error_count += len(rows)
+
+    @property
+    def token(self) -> str:
+        """Who holds this run's leases (backups.locks)."""
+        return f"run-{self.pk}"
+
+    @property
+    def is_skipped(self) -> bool:
+        return self.outcome == SKIPPED
 
     @property
     def duration(self):
         if self.finished_at:
             return self.finished_at - self.started_at
         return None
+
+    @property
+    def errors(self) -> list[dict]:
+        """The run's errors as dicts: scope, error, message, status, error_code, request_id.
+
+        Reads ``sync_errors``, so ``prefetch_related("sync_errors")`` serves a list of runs.
+        """
+        if self._pending_errors is not None:
+            return [SyncError.from_entry(entry).as_dict() for entry in _entries(self._pending_errors)]
+        if self.pk is None:
+            return []
+        return [error.as_dict() for error in self.sync_errors.all()]
+
+    @errors.setter
+    def errors(self, entries) -> None:
+        # SyncRun(errors=[{"scope": ..., "message": ...}, ...]): kept until save().
+        self._pending_errors = entries
+
+
+def _entries(entries) -> list:
+    # Anything but a list (a hand-edited fixture, an old JSON value) is no errors.
+    return list(entries) if isinstance(entries, list | tuple) else []
+
+
+class SyncRunItem(models.Model):
+    """One instance of a run: queued, handed to a worker, running, done.
+
+    At most ``run.concurrency`` items of a run are dispatched or running at once;
+    each item that ends hands the next queued one to a worker.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        DISPATCHED = "dispatched", _("Dispatched")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="items")
+    instance = models.ForeignKey(DcsInstance, on_delete=models.CASCADE, related_name="+")
+    position = models.IntegerField(_("position"))
+    # The start of the time window listed; None: every record (a complete listing).
+    begin = models.DateTimeField(_("window start"), null=True, blank=True)
+    state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.QUEUED)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=RUN_OUTCOMES, blank=True)
+    records_new = models.IntegerField(_("new records"), default=0)
+    records_updated = models.IntegerField(_("updated records"), default=0)
+    records_gone = models.IntegerField(_("gone records"), default=0)
+    api_calls = models.IntegerField(_("API calls"), default=0)
+    dispatched_at = models.DateTimeField(_("dispatched"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "instance"], name="uniq_instance_per_run"),
+        ]
+        indexes = [models.Index(fields=["run", "state", "position"], name="sync_item_run_state")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} #{self.position} {self.state}"
+
+
+class SyncError(models.Model):
+    """One error of a run: an API error with its code and request id, a bad record, a stall."""
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="sync_errors")
+    instance = models.ForeignKey(
+        DcsInstance,
+        verbose_name=_("instance"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    scope = models.CharField(_("scope"), max_length=255, blank=True)
+    # The kind of failure: the exception's class name (DcsServerError, ...).
+    error = models.CharField(_("error"), max_length=64, blank=True)
+    status = models.IntegerField(_("HTTP status"), null=True, blank=True)
+    error_code = models.CharField(_("error code"), max_length=64, blank=True)
+    error_msg = models.TextField(_("message"), blank=True)
+    request_id = models.CharField(_("request id"), max_length=128, blank=True)
+    occurred_at = models.DateTimeField(_("when"))
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+        indexes = [models.Index(fields=["run", "occurred_at"], name="sync_error_run")]
+
+    def __str__(self) -> str:
+        return f"{self.scope}: {self.error_msg}"
+
+    def as_dict(self) -> dict:
+        return {
+            "scope": self.scope,
+            "error": self.error,
+            "message": self.error_msg,
+            "status": self.status,
+            "error_code": self.error_code,
+            "request_id": self.request_id,
+        }
+
+    @classmethod
+    def from_entry(cls, entry, **fields) -> SyncError:
+        """A row from an ``errors`` dict (as :meth:`as_dict` gives) or a plain string."""
+        from django.utils import timezone
+
+        if not isinstance(entry, dict):
+            entry = {"message": str(entry)}
+        status = entry.get("status")
+        return cls(
+            scope=str(entry.get("scope") or "")[:255],
+            error=str(entry.get("error") or "")[:64],
+            error_msg=str(entry.get("message") or ""),
+            status=status if isinstance(status, int) else None,
+            error_code=str(entry.get("error_code") or "")[:64],
+            request_id=str(entry.get("request_id") or "")[:128],
+            occurred_at=timezone.now(),
+            **fields,
+        )
+
+
+class SyncLease(models.Model):
+    """A named lease: who may sync one thing (the fleet, one instance) until when.
+
+    See :mod:`backups.locks`. Times are the database's clock, so workers on
+    machines whose clocks disagree still agree on when a lease ran out.
+    """
+
+    name = models.CharField(_("name"), max_length=128, primary_key=True)
+    holder = models.CharField(_("holder"), max_length=64)
+    acquired_at = models.DateTimeField(_("acquired"))
+    renewed_at = models.DateTimeField(_("renewed"))
+    expires_at = models.DateTimeField(_("expires"))
+
+    class Meta:
+        indexes = [models.Index(fields=["holder"], name="sync_lease_holder")]
+
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.holder} until {self.expires_at:%H:%M:%S}Z"
+
+
+class WorkerHeartbeat(models.Model):
+    """A Celery worker's sign of life, written every few seconds while it runs."""
+
+    hostname = models.CharField(_("worker"), max_length=255, primary_key=True)
+    started_at = models.DateTimeField(_("started"))
+    last_seen = models.DateTimeField(_("last seen"))
+    stopped_at = models.DateTimeField(_("stopped"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen"]
+
+    def __str__(self) -> str:
+        return self.hostname

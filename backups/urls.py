@@ -1,13 +1,17 @@
 from django.urls import path
-from django.views.generic import RedirectView
 
-from backups.views import instances, records
+from backups.views import instances, overview, preferences, records
 
 app_name = "backups"
 
 urlpatterns = [
-    # The overview page (backups:overview) comes later; until then, the list.
-    path("", RedirectView.as_view(pattern_name="backups:backup-list"), name="home"),
+    path("preferences/timezone/", preferences.set_timezone, name="set-timezone"),
+    path("preferences/language/", preferences.set_language, name="set-language"),
+    path("", overview.OverviewView.as_view(), name="overview"),
+    # base.html and older links say "home": the same page.
+    path("", overview.OverviewView.as_view(), name="home"),
     path("backups/", records.BackupRecordListView.as_view(), name="backup-list"),
+    path("backups/<str:backup_id>/", records.BackupRecordDetailView.as_view(), name="backup-detail"),
+    path("instances/", instances.InstanceListView.as_view(), name="instance-list"),
     path("instances/<str:instance_id>/", instances.InstanceDetailView.as_view(), name="instance-detail"),
 ]

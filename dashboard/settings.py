@@ -63,6 +63,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
+    "backups.middleware.ViewerTimezoneMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -187,8 +188,19 @@ else:
         "store_processed": False,
     }
 CELERY_TASK_IGNORE_RESULT = True
+# A task is acknowledged when it ends, not when it starts, and one whose worker
+# died is delivered again: every sync task is idempotent (backups/tasks.py).
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# After the broker connection drops, unacknowledged tasks go back to the queue;
+# the running ones are cancelled so that they do not also finish here.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# One task at a time per worker process: a long sync never holds others back.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Workers and beat wait for a broker that is down, at start-up and later, for
+# as long as it takes, and carry on by themselves when it is back.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
@@ -217,6 +229,24 @@ DCS_SIMULATOR_PORT = envint("DCS_SIMULATOR_PORT", 8765, minimum=1, maximum=65535
 DCS_CONNECT_TIMEOUT = envfloat("DCS_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 DCS_READ_TIMEOUT = envfloat("DCS_READ_TIMEOUT", 30.0, minimum=0.1)
 DCS_PAGE_SIZE = envint("DCS_PAGE_SIZE", 1000, minimum=1, maximum=1000)
+# A failed call (connection error, timeout, 429, 5xx, an undecodable body) is
+# retried at most this many times, after a random wait of up to
+# DCS_RETRY_BACKOFF·2^(n-1) seconds (never more than 30 s); a 429's Retry-After
+# is honoured up to DCS_RETRY_AFTER_CAP. Other 4xx are never retried.
+DCS_MAX_RETRIES = envint("DCS_MAX_RETRIES", 4, minimum=0, maximum=10)
+DCS_RETRY_BACKOFF = envfloat("DCS_RETRY_BACKOFF", 0.5, minimum=0)
+DCS_RETRY_AFTER_CAP = envfloat("DCS_RETRY_AFTER_CAP", 60.0, minimum=0)
+# Requests per second to the DCS API from the whole deployment: shared by all
+# workers through Redis when REDIS_URL is set, per process otherwise. The
+# gateway throttles at 200/s per API (APIG.0308). 0 turns the limit off.
+DCS_RATE_LIMIT = envfloat("DCS_RATE_LIMIT", 20.0, minimum=0)
+for _name, _value, _most in (
+    ("DCS_RETRY_BACKOFF", DCS_RETRY_BACKOFF, 60),
+    ("DCS_RETRY_AFTER_CAP", DCS_RETRY_AFTER_CAP, 600),
+    ("DCS_RATE_LIMIT", DCS_RATE_LIMIT, 200),
+):
+    if _value > _most:  # envfloat has no maximum; inf and typos like 2000 stop here
+        raise ImproperlyConfigured(f"{_name} must be at most {_most}, got {_value:g}")
 
 # --- Logging ------------------------------------------------------------------
 
@@ -236,12 +266,28 @@ DCS_SYNC_INTERVAL = envint("DCS_SYNC_INTERVAL", 30 if DCS_DEMO else 300, minimum
 # Instances with a waiting or running backup are re-listed this often, so
 # their progress bars move.
 DCS_ACTIVE_POLL_INTERVAL = envint("DCS_ACTIVE_POLL_INTERVAL", 15, minimum=5)
+# The fleet tick is incremental (each instance lists only a recent window) unless
+# the last full sync is older than this: then it is full, lists everything and
+# marks what the cloud no longer lists as gone.
+DCS_FULL_SYNC_INTERVAL = envint("DCS_FULL_SYNC_INTERVAL", 6 * 3600, minimum=60)
+# An incremental listing starts this many seconds before the instance's last
+# successful listing (and before its oldest running backup).
+DCS_INCREMENTAL_OVERLAP = envint("DCS_INCREMENTAL_OVERLAP", 3600, minimum=60)
+# Instances of one run synced at once: the fan-out's window of in-flight tasks.
+DCS_SYNC_CONCURRENCY = envint("DCS_SYNC_CONCURRENCY", 4, minimum=1, maximum=64)
+# Seconds a sync lease lives without renewal. A working sync renews it every
+# third of that; a killed worker's leases run out after it, and the next sync
+# (or the housekeeping task) finishes the run it left behind.
+DCS_SYNC_LEASE_TTL = envint("DCS_SYNC_LEASE_TTL", 300, minimum=2, maximum=3600)
+# Finished sync runs, with their errors, are kept this many days.
+DCS_SYNC_RUN_RETENTION_DAYS = envint("DCS_SYNC_RUN_RETENTION_DAYS", 30, minimum=1)
 # A worker that starts queues a fleet sync at once, not at beat's first tick.
 DCS_SYNC_ON_WORKER_START = envbool("DCS_SYNC_ON_WORKER_START", True)
 CELERY_BEAT_SCHEDULE = {
     "sync-fleet": {
         "task": "backups.sync_fleet",
         "schedule": DCS_SYNC_INTERVAL,
+        "kwargs": {"kind": "auto", "trigger": "beat"},
         # A tick that could not run in time is dropped, not queued up behind.
         "options": {"expires": DCS_SYNC_INTERVAL},
     },
@@ -249,5 +295,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "backups.sync_active_instances",
         "schedule": DCS_ACTIVE_POLL_INTERVAL,
         "options": {"expires": DCS_ACTIVE_POLL_INTERVAL},
+    },
+    # Finishes runs whose workers died, and prunes old runs.
+    "sync-housekeeping": {
+        "task": "backups.sync_housekeeping",
+        "schedule": 60,
+        "options": {"expires": 60},
     },
 }

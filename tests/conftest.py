@@ -36,6 +36,16 @@ class FakeClock:
         return self.now
 
 
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    """Counts and aggregates are cached; one test's must not leak into the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def sim_clock() -> FakeClock:
     return FakeClock(datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC))

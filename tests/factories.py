@@ -55,3 +55,28 @@ def make_record(instance: DcsInstance | None = None, **fields) -> BackupRecord:
     }
     values.update(fields)
     return BackupRecord.objects.create(**values)
+
+
+def make_sync_run(**fields):
+    """A finished, successful fleet sync run; any field overridable."""
+    from backups.models import SyncRun
+
+    started = fields.pop("started_at", T0)
+    values = {
+        "scope": "fleet",
+        "started_at": started,
+        "finished_at": started + timedelta(seconds=30),
+        "outcome": "succeeded",
+        "instances_seen": 1,
+    }
+    values.update(fields)
+    return SyncRun.objects.create(**values)
+
+
+def make_status_change(record, **fields):
+    """A status change of ``record`` as a sync observed it; any field overridable."""
+    from backups.models import BackupStatusChange
+
+    values = {"observed_at": record.first_seen, "status": record.status, "progress": record.progress}
+    values.update(fields)
+    return BackupStatusChange.objects.create(record=record, **values)

@@ -576,6 +576,14 @@ def configured(settings):
         ({"instances": "-3"}, "--instances must be between 0 and 10000"),
         ({"instances": "many"}, "--instances must be a whole number"),
         ({"seed": "1.5"}, "--seed must be a whole number"),
+        ({"error_rate": "1.5"}, "--error-rate must be a number between 0 and 1, got '1.5'"),
+        ({"throttle_rate": "often"}, "--throttle-rate must be a number between 0 and 1"),
+        ({"drop_rate": "0.6", "malformed_rate": "0.6"}, "must not add up to more than 1"),
+        ({"slow_seconds": "-2"}, "--slow-seconds must be a number between 0 and 300"),
+        ({"retry_after": "nan"}, "--retry-after must be a number between 0 and 3600"),
+        ({"throttle_burst": "0"}, "--throttle-burst must be between 1 and 1000"),
+        ({"fault_seed": "x"}, "--fault-seed must be a whole number"),
+        ({"fault_endpoint": ["DeleteInstance"]}, "--fault-endpoint: 'DeleteInstance' is not one of"),
     ],
 )
 def test_it_rejects_bad_command_flags(configured, flags, message):
@@ -610,3 +618,34 @@ def test_it_serves_until_interrupted(configured, monkeypatch):
     assert f"project {PROJECT}  region cn-north-4" in printed
     assert SK not in printed
     assert "Stopping" in printed
+
+
+def test_it_serves_the_faults_its_flags_ask_for(configured, monkeypatch):
+    out = StringIO()
+    answers = []
+
+    def ask_then_interrupt() -> None:
+        url = re.search(r"http://127\.0\.0\.1:\d+", out.getvalue())[0]
+        auth = SdkHmacSha256Auth(AK, SK, project_id=PROJECT)
+        answers.append(requests.get(f"{url}/v2/{PROJECT}/instances", auth=auth, timeout=5))
+        answers.append(requests.get(f"{url}/_simulator/faults", timeout=5))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "_wait_until_interrupted", ask_then_interrupt)
+    call_command(
+        "dcs_simulator",
+        port=0,
+        instances=4,
+        error_rate="1",
+        retry_after="2",
+        fault_seed="3",
+        fault_endpoint=["ListInstances"],
+        stdout=out,
+    )
+    api, faults = answers
+    assert api.status_code in (500, 502, 503, 504)
+    assert faults.json()["endpoints"] == ["ListInstances"]
+    assert (faults.json()["error_rate"], faults.json()["seed"]) == (1.0, 3)
+    printed = out.getvalue()
+    assert "faults --error-rate 1 --retry-after 2 --fault-seed 3 --fault-endpoint ListInstances" in printed
+    assert "/_simulator/faults (loopback only)" in printed

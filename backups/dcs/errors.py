@@ -8,9 +8,15 @@ from __future__ import annotations
 
 
 class DcsError(Exception):
-    """Anything that went wrong talking to the DCS API."""
+    """Anything that went wrong talking to the DCS API.
+
+    ``retryable`` says whether the same request may succeed if sent again;
+    ``attempts`` is how many HTTP attempts the client made before giving up
+    (set by the client's retry loop).
+    """
 
     retryable = False
+    attempts = 1
 
 
 class DcsTransportError(DcsError):
@@ -20,21 +26,37 @@ class DcsTransportError(DcsError):
 
 
 class DcsMalformedResponse(DcsError):
-    """The API answered, but not with what the contract promises."""
+    """The API answered, but not with what the contract promises.
 
-    def __init__(self, message: str, *, request_id: str = "") -> None:
+    Retryable only when the body could not be decoded at all (cut short, an
+    HTML page from a proxy): that is a hiccup on the way. A well-formed body
+    of the wrong shape would come back the same way, so it is not.
+    """
+
+    def __init__(self, message: str, *, request_id: str = "", retryable: bool = False) -> None:
         super().__init__(message)
         self.request_id = request_id
+        self.retryable = retryable
 
 
 class DcsApiError(DcsError):
     """An HTTP error answer from the gateway (APIG.*) or from DCS (DCS.*, numeric)."""
 
-    def __init__(self, status: int, error_code: str, error_msg: str, request_id: str = "") -> None:
+    def __init__(
+        self,
+        status: int,
+        error_code: str,
+        error_msg: str,
+        request_id: str = "",
+        *,
+        retry_after: float | None = None,
+    ) -> None:
         self.status = status
         self.error_code = error_code
         self.error_msg = error_msg
         self.request_id = request_id
+        # Seconds the server asked us to wait (Retry-After), when it said.
+        self.retry_after = retry_after
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -68,10 +90,6 @@ class DcsThrottled(DcsApiError):
     """429: the gateway's throttling threshold (APIG.0308)."""
 
     retryable = True
-
-    def __init__(self, *args, retry_after: float | None = None, **kwargs) -> None:
-        self.retry_after = retry_after
-        super().__init__(*args, **kwargs)
 
 
 class DcsServerError(DcsApiError):

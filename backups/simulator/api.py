@@ -3,31 +3,52 @@ checks, filtering, paging and error bodies (dcs-api.md §1, §2.1, §3).
 
 No HTTP here: server.py adapts :meth:`DcsSimulator.handle` to http.server, and
 tests can read the truth straight from :meth:`DcsSimulator.list_instances` and
-:meth:`DcsSimulator.list_backups`.
+:meth:`DcsSimulator.list_backups`. ``sim.faults`` (faults.py) decides, after
+authentication, which requests meet an injected fault; the truth never
+changes because of one, except that a "shift" starts a real backup.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import random
 import re
 import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from urllib.parse import parse_qsl, unquote
 
 from backups.dcs.signing import verify_signature
-from backups.simulator.fleet import SimInstance, build_fleet, instance_payload, to_ms
-from backups.simulator.history import BackupHistory, BackupPlan, render_record
+from backups.simulator import faults as fault_kinds
+from backups.simulator.faults import FaultDecision, Faults
+from backups.simulator.fleet import (
+    MS_PER_SECOND,
+    SimInstance,
+    build_fleet,
+    instance_payload,
+    random_uuid,
+    to_ms,
+)
+from backups.simulator.history import (
+    MANUAL_VANISHES_AFTER_MS,
+    BackupHistory,
+    BackupPlan,
+    is_listed,
+    render_record,
+)
 
 logger = logging.getLogger("backups.simulator")
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 10
-LIST_INSTANCES = "ListInstances"
-LIST_BACKUP_RECORDS = "ListBackupRecords"
+LIST_INSTANCES = fault_kinds.LIST_INSTANCES
+LIST_BACKUP_RECORDS = fault_kinds.LIST_BACKUP_RECORDS
 OTHER = "other"
 
 _INSTANCES_PATH = re.compile(r"^/v2/(?P<project_id>[^/]+)/instances$")
@@ -49,6 +70,12 @@ class SimResponse:
     status: int
     body: dict | None  # None: no body at all, as for 204
     request_id: str
+    # What faults add (faults.py); the defaults are a plain JSON answer.
+    headers: tuple[tuple[str, str], ...] = ()
+    raw: bytes | None = None  # sent as is instead of the JSON of ``body``
+    content_type: str | None = None  # with ``raw``
+    delay: float = 0.0  # seconds to hold the answer back
+    drop: str | None = None  # close the connection: "before-response" or "mid-body"
 
 
 class ApiError(Exception):
@@ -112,8 +139,11 @@ class DcsSimulator:
             self._fleet_by_project[instance.project_id].append(instance)
         self._deleted: set[tuple[str, str]] = set()
         self._dropped: set[tuple[str, str]] = set()
+        # Backups started by a "shift" fault: real records, part of the truth from then on.
+        self._started: dict[str, list[BackupPlan]] = {}
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self.faults = Faults()
 
     def __repr__(self) -> str:  # the credentials stay out of logs and debuggers
         return (
@@ -181,9 +211,42 @@ class DcsSimulator:
 
     def _listed_plans(self, instance: SimInstance, now_ms: int) -> list[BackupPlan]:
         plans = self._history.listed_plans(instance, now_ms)
+        with self._lock:
+            started = list(self._started.get(instance.instance_id, ()))
+        if started:
+            plans = plans + [plan for plan in started if is_listed(plan, now_ms)]
+            plans.sort(key=lambda plan: (plan.created_ms, plan.backup_id), reverse=True)
         if not self._dropped:
             return plans
         return [p for p in plans if (instance.instance_id, p.backup_id) not in self._dropped]
+
+    def start_backup(
+        self, project_id: str, instance_id: str, *, now: datetime | None = None, rng=None
+    ) -> str:
+        """A new manual backup, created ``now``: it heads the list from then on. Returns its id."""
+        instance = self._instance(project_id, instance_id)
+        rng = rng or random.Random()
+        created_ms = to_ms(now or self.clock())
+        wait_ms = rng.randrange(5, 30) * MS_PER_SECOND
+        plan = BackupPlan(
+            backup_id=random_uuid(rng),
+            backup_type="manual",
+            created_ms=created_ms,
+            wait_ms=wait_ms,
+            run_ms=rng.randrange(60, 240) * MS_PER_SECOND,
+            error_code=None,
+            failed_at_progress=0.0,
+            size=max(1024, int(instance.data_bytes_at(created_ms) * instance.compression)),
+            backup_format="rdb",
+            has_execution_at=True,
+            period=None,
+            remark="started while the list was being read",
+            deleted_after_ms=None,
+            vanishes_after_ms=MANUAL_VANISHES_AFTER_MS,
+        )
+        with self._lock:
+            self._started.setdefault(instance_id, []).append(plan)
+        return plan.backup_id
 
     def _render(self, plan: BackupPlan, instance: SimInstance, now_ms: int) -> dict:
         record = render_record(plan, instance.instance_id, now_ms, doc_example_mode=self.doc_example_mode)
@@ -222,11 +285,66 @@ class DcsSimulator:
                 "request_id": request_id,
             }
             return SimResponse(401, error, request_id)
+        fault = fault_kinds.NO_FAULT
+        if method == "GET" and match is not None and operation in fault_kinds.FAULT_OPERATIONS:
+            fault = self.faults.decide(operation, continuation=_is_continuation(query))
+        if fault.shift:
+            self._shift(match, fault, now)
+        if fault.kind in (fault_kinds.THROTTLE, fault_kinds.ERROR):
+            return self._fault_error(fault, request_id, now)
         try:
             status, payload = self._answer(method, operation, match, query, to_ms(now))
         except ApiError as error:
-            return SimResponse(error.status, error.body(), request_id)
-        return SimResponse(status, payload, request_id)
+            return SimResponse(error.status, error.body(), request_id, delay=fault.delay)
+        response = SimResponse(status, payload, request_id, delay=fault.delay)
+        if fault.kind == fault_kinds.MALFORMED and status == 200 and payload is not None:
+            return _malformed(response, operation, fault.variant)
+        if fault.kind == fault_kinds.DROP:
+            return SimResponse(
+                status, payload, request_id, delay=fault.delay, drop=fault_kinds.DROP_VARIANTS[fault.variant]
+            )
+        return response
+
+    # --- Faults ---------------------------------------------------------------------
+
+    def _shift(self, match: re.Match, fault: FaultDecision, now: datetime) -> None:
+        """A backup starts between two page requests, moving every record down one place."""
+        # An unknown instance starts nothing: the page answers 404 as it would have.
+        with contextlib.suppress(UnknownProject, UnknownInstance):
+            self.start_backup(
+                match["project_id"], match["instance_id"], now=now, rng=random.Random(fault.nonce)
+            )
+
+    def _fault_error(self, fault: FaultDecision, request_id: str, now: datetime) -> SimResponse:
+        settings = self.faults.settings
+        if fault.kind == fault_kinds.THROTTLE:
+            body = {
+                "error_code": "APIG.0308",
+                "error_msg": "The throttling threshold has been reached: policy user over ratelimit,"
+                "limit:12000,time:1 minute",
+                "request_id": request_id,
+            }
+            headers: tuple[tuple[str, str], ...] = ()
+            if settings.retry_after is not None:
+                if settings.retry_after_format == "http-date":
+                    # An HTTP-date has whole seconds: round up, so it is never earlier than asked.
+                    at = now + timedelta(seconds=settings.retry_after)
+                    if at.microsecond:
+                        at = at.replace(microsecond=0) + timedelta(seconds=1)
+                    value = format_datetime(at.astimezone(UTC), usegmt=True)
+                else:
+                    value = f"{settings.retry_after:g}"
+                headers = (("Retry-After", value),)
+            return SimResponse(429, body, request_id, headers=headers, delay=fault.delay)
+        status, code, message = fault_kinds.ERROR_VARIANTS[fault.variant]
+        if code is None:
+            raw = f"<html><body><h1>{message}</h1></body></html>".encode()
+            return SimResponse(status, None, request_id, raw=raw, content_type="text/html", delay=fault.delay)
+        if code.startswith("APIG."):
+            body = {"error_code": code, "error_msg": message, "request_id": request_id}
+        else:
+            body = ApiError(status, code, message).body()
+        return SimResponse(status, body, request_id, delay=fault.delay)
 
     def _answer(
         self, method: str, operation: str, match: re.Match | None, query: str, now_ms: int
@@ -274,6 +392,47 @@ class DcsSimulator:
             "total_num": len(plans),
             "backup_record_response": [self._render(plan, instance, now_ms) for plan in page],
         }
+
+
+def _is_continuation(query: str) -> bool:
+    offset = _query_params(query).get("offset", "0")
+    return offset.isdigit() and int(offset) > 0
+
+
+_LIST_KEYS = {
+    LIST_INSTANCES: ("instances", "instance_num"),
+    LIST_BACKUP_RECORDS: ("backup_record_response", "total_num"),
+}
+
+
+def _malformed(response: SimResponse, operation: str, variant: int) -> SimResponse:
+    """The page, broken in one of the ways faults.MALFORMED_VARIANTS names."""
+    kind = fault_kinds.MALFORMED_VARIANTS[variant]
+    list_key, total_key = _LIST_KEYS[operation]
+    body = dict(response.body or {})
+    raw: bytes | None = None
+    content_type = None
+    if kind == "not-json":
+        raw, content_type = b"<html><body>Service busy, try again later</body></html>", "text/html"
+    elif kind == "truncated":
+        # A complete HTTP answer whose JSON stops half-way: Content-Length matches.
+        whole = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        raw = whole[: max(1, len(whole) // 2)]
+    elif kind == "total-as-string":
+        body[total_key] = str(body.get(total_key))
+    elif kind == "total-missing":
+        body.pop(total_key, None)
+    elif kind == "list-as-object":
+        body[list_key] = {str(i): item for i, item in enumerate(body.get(list_key) or [])}
+    return SimResponse(
+        response.status,
+        body,
+        response.request_id,
+        headers=response.headers,
+        raw=raw,
+        content_type=content_type,
+        delay=response.delay,
+    )
 
 
 def _route(path: str) -> tuple[str, re.Match | None]:

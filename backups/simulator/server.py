@@ -7,6 +7,7 @@ with SimulatorServer(DcsSimulator(...), port=0) as server:
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
 import socket
@@ -14,12 +15,15 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from backups.simulator.api import DcsSimulator, SimResponse
+from backups.simulator.faults import FaultConfigError, FaultSettings
 
 __all__ = ["DcsSimulator", "SimulatorServer"]
 
 logger = logging.getLogger("backups.simulator")
 
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
+# Tests switch faults on and off here (GET/POST/DELETE, JSON, unsigned, loopback only).
+FAULTS_PATH = "/_simulator/faults"
 _MAX_BODY_BYTES = 12 * 1024 * 1024  # the gateway's limit (dcs-api.md §3.3, APIG.0201)
 
 
@@ -76,6 +80,9 @@ class _Handler(BaseHTTPRequestHandler):
             # The rest stays unread, so this connection cannot carry another request.
             self.close_connection = True
         body = self.rfile.read(min(length, _MAX_BODY_BYTES)) if length > 0 else b""
+        if path == FAULTS_PATH and self._from_loopback():
+            self._send(self._fault_control(body))
+            return
         try:
             response = self.server.simulator.handle(
                 method=self.command, path=path, query=query, headers=dict(self.headers.items()), body=body
@@ -87,23 +94,86 @@ class _Handler(BaseHTTPRequestHandler):
         # One line per request, logged before the answer leaves so a caller
         # never sees an answer whose line is not written yet. Never the
         # headers: they carry the signature.
-        logger.info("%s %s %s", self.command, path, response.status)
-        self._send(response)
+        logger.info(
+            "%s %s %s%s", self.command, path, response.status, f" ({response.drop})" if response.drop else ""
+        )
+        try:
+            self._send(response)
+        except ConnectionError:
+            # The client gave up first (a read timeout on a slow answer): nobody to answer.
+            self.close_connection = True
+
+    def _from_loopback(self) -> bool:
+        try:
+            address = ipaddress.ip_address(self.client_address[0].split("%")[0])
+        except ValueError:
+            return False
+        mapped = getattr(address, "ipv4_mapped", None)
+        return (mapped or address).is_loopback
+
+    def _fault_control(self, body: bytes) -> SimResponse:
+        faults = self.server.simulator.faults
+        if self.command == "POST":
+            try:
+                faults.configure(FaultSettings.from_dict(self._json_object(body)))
+            except FaultConfigError as exc:
+                return SimResponse(400, {"error": str(exc)}, "")
+        elif self.command == "DELETE":
+            faults.reset()
+        elif self.command != "GET":
+            return SimResponse(405, {"error": "use GET, POST or DELETE"}, "")
+        logger.info("%s %s 200: faults %s", self.command, FAULTS_PATH, faults.settings.as_dict())
+        return SimResponse(200, faults.as_dict(), "")
+
+    @staticmethod
+    def _json_object(body: bytes) -> dict:
+        try:
+            data = json.loads(body.decode("utf-8") or "{}")
+        except (UnicodeDecodeError, ValueError):
+            raise FaultConfigError("the body must be a JSON object of fault settings") from None
+        if not isinstance(data, dict):
+            raise FaultConfigError("the body must be a JSON object of fault settings")
+        return data
 
     def _send(self, response: SimResponse) -> None:
+        if response.delay > 0:
+            self.server.simulator.faults.wait(response.delay)
+        if response.drop == "before-response":
+            # The connection dies with the request unanswered.
+            self._hang_up()
+            return
         self.send_response(response.status)
         if response.request_id:
             self.send_header("X-Request-Id", response.request_id)
-        if response.body is None:
+        for name, value in response.headers:
+            self.send_header(name, value)
+        if response.body is None and response.raw is None:
             # 204: no body, no Content-Type, no Content-Length (RFC 9110 §8.6).
             self.end_headers()
             return
-        payload = json.dumps(response.body, ensure_ascii=False).encode("utf-8")
-        self.send_header("Content-Type", JSON_CONTENT_TYPE)
+        if response.raw is not None:
+            payload = response.raw
+            self.send_header("Content-Type", response.content_type or JSON_CONTENT_TYPE)
+        else:
+            payload = json.dumps(response.body, ensure_ascii=False).encode("utf-8")
+            self.send_header("Content-Type", JSON_CONTENT_TYPE)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
+        if self.command == "HEAD":
+            return
+        if response.drop == "mid-body":
+            # Headers promise the whole body; half of it arrives, then the connection dies.
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            self._hang_up()
+            return
+        self.wfile.write(payload)
+
+    def _hang_up(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 

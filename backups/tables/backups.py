@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import django_tables2 as tables
+from django.db.models import F
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -11,6 +13,7 @@ from backups.models import BackupRecord
 from backups.tables.columns import (
     BytesColumn,
     ChoiceBadgeColumn,
+    DurationColumn,
     ErrorCodeColumn,
     InstanceColumn,
     ProgressColumn,
@@ -28,22 +31,58 @@ def _row_class(record) -> str:
     return " ".join(classes)
 
 
+def backup_url(record: BackupRecord) -> str:
+    """The backup's own page, or "" for an id our URL pattern cannot carry (empty, or with a slash)."""
+    try:
+        return reverse("backups:backup-detail", args=[record.backup_id])
+    except NoReverseMatch:
+        return ""
+
+
+def _nulls_last(field: str):
+    """An ``order_FOO`` with the unknowns last both ways and the newest first among equals.
+
+    Databases disagree on where NULL sorts (SQLite: first, PostgreSQL: last
+    going up), so it is said explicitly.
+    """
+
+    def order(self, queryset, is_descending):
+        key = F(field).desc(nulls_last=True) if is_descending else F(field).asc(nulls_last=True)
+        return queryset.order_by(key, "-created_at", "-id"), True
+
+    return order
+
+
 class BackupRecordTable(tables.Table):
+    """Sortable by created (the default, newest first), status, size and finished.
+
+    Created is served by the (-created_at, -id) index both ways; status by the
+    status index. Size and finished have no index yet (see README): the
+    database sorts the filtered rows for them.
+    """
+
     instance = InstanceColumn(verbose_name=_("Instance"))
     # empty_values=(): a gone record with no name still gets its marker.
     backup_name = tables.Column(verbose_name=_("Backup"), empty_values=())
     backup_type = ChoiceBadgeColumn(BackupType, verbose_name=_("Type"))
-    status = ChoiceBadgeColumn(BackupStatus, verbose_name=_("Status"))
+    status = ChoiceBadgeColumn(BackupStatus, verbose_name=_("Status"), orderable=True)
     progress = ProgressColumn(verbose_name=_("Progress"))
-    size = BytesColumn(verbose_name=_("Size"))
+    size = BytesColumn(verbose_name=_("Size"), orderable=True)
     backup_format = ChoiceBadgeColumn(BackupFormat, verbose_name=_("Format"))
     created_at = TimestampColumn(verbose_name=_("Created"), orderable=True, order_by=("created_at", "id"))
-    updated_at = TimestampColumn(verbose_name=_("Finished"))
+    updated_at = TimestampColumn(verbose_name=_("Finished"), orderable=True)
+    duration = DurationColumn(verbose_name=_("Duration"))
     error_code = ErrorCodeColumn(verbose_name=_("Error"))
     remark = tables.Column(verbose_name=_("Remark"), attrs={"td": {"class": "cell--wrap"}})
     is_support_restore = tables.BooleanColumn(
         verbose_name=_("Restorable"), null=True, yesno=(_("Yes"), _("No"))
     )
+
+    # Exports carry the ids on their own, next to the names shown.
+    export_extra_fields = {
+        "instance": (("instance_id", _("Instance id"), "instance__instance_id"),),
+        "backup_name": (("backup_id", _("Backup id"), "backup_id"),),
+    }
 
     class Meta:
         model = BackupRecord
@@ -58,12 +97,15 @@ class BackupRecordTable(tables.Table):
             "backup_format",
             "created_at",
             "updated_at",
+            "duration",
             "error_code",
             "remark",
             "is_support_restore",
         )
-        # Only "created" sorts for now; sorting and filtering come later.
+        # Only the columns marked orderable sort: the ones an index serves
+        # or a page of filtered rows can afford.
         orderable = False
+        order_by = ("-created_at",)
         order_by_field = "sort"
         per_page = 25
         attrs = {"class": "table table--backups"}
@@ -74,10 +116,21 @@ class BackupRecordTable(tables.Table):
         super().__init__(*args, **kwargs)
         self.caption = caption or _("Backup records")
 
+    def order_status(self, queryset, is_descending):
+        # Within one status, the newest first whichever way the statuses go.
+        key = F("status").desc() if is_descending else F("status").asc()
+        return queryset.order_by(key, "-created_at", "-id"), True
+
+    order_size = _nulls_last("size")
+    order_updated_at = _nulls_last("updated_at")
+
     def render_backup_name(self, value, record):
         name = value or record.backup_id
         gone = gone_marker(record.gone_at, _("This backup is no longer listed by the API."))
-        return format_html('<span class="backup__name">{}</span>{}', name, gone)
+        url = backup_url(record)
+        if not url:
+            return format_html('<span class="backup__name">{}</span>{}', name, gone)
+        return format_html('<a href="{}" class="backup__name">{}</a>{}', url, name, gone)
 
     def value_backup_name(self, value, record):
         return value or record.backup_id

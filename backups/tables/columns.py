@@ -22,8 +22,8 @@ from backups.templatetags.dashboard_tags import (
     exact_bytes_text,
     human_bytes_text,
     timestamp,
-    utc_iso,
     utc_text,
+    utc_z,
 )
 
 
@@ -122,7 +122,12 @@ class BytesColumn(tables.Column):
 
 
 class TimestampColumn(tables.Column):
-    """``YYYY-MM-DD HH:MM:SS UTC`` in a ``<time>`` element, ISO 8601 as tooltip."""
+    """``YYYY-MM-DD HH:MM:SS <zone>`` in the viewer's zone, in a ``<time>`` element.
+
+    The tooltip has the ISO 8601 value in the viewer's zone and in UTC. Exports
+    are read by scripts and compared across teams, so ``value()`` is always
+    UTC, whatever zone the viewer picked: ``2026-11-26T12:00:00Z``.
+    """
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("attrs", {"td": {"class": "cell--time"}})
@@ -132,7 +137,7 @@ class TimestampColumn(tables.Column):
         return timestamp(value)
 
     def value(self, value):
-        return utc_iso(value)
+        return utc_z(value)
 
 
 class ErrorCodeColumn(tables.Column):
@@ -199,3 +204,47 @@ def gone_marker(gone_at, explanation):
         _("Gone since %(time)s.") % {"time": utc_text(gone_at)},
         _("gone"),
     )
+
+
+def duration_text(delta, *, units: int = 2) -> str:
+    """``3 min 12 s``, ``2 h 5 min``, ``1 d 4 h``: the largest ``units``, enough to compare runs."""
+    seconds = max(0, int(delta.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [
+        (days, _("%(n)d d")),
+        (hours, _("%(n)d h")),
+        (minutes, _("%(n)d min")),
+        (seconds, _("%(n)d s")),
+    ]
+    while len(parts) > 1 and parts[0][0] == 0:
+        parts.pop(0)
+    shown = [str(text) % {"n": amount} for amount, text in parts[:units] if amount]
+    return " ".join(shown) or str(_("%(n)d s")) % {"n": 0}
+
+
+class DurationColumn(tables.Column):
+    """How long a backup took (finished minus created); empty while unknown.
+
+    The tooltip has every unit down to the second; exports carry whole
+    seconds, which a spreadsheet can add up.
+    """
+
+    export_key = "duration_seconds"
+    export_header = _("Duration (s)")
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("accessor", "duration")
+        kwargs.setdefault("orderable", False)
+        kwargs.setdefault("default", "")
+        kwargs.setdefault("attrs", {"th": {"class": "cell--num"}, "td": {"class": "cell--num"}})
+        super().__init__(*args, **kwargs)
+
+    def render(self, value):
+        return format_html(
+            '<span class="duration" title="{}">{}</span>', duration_text(value, units=4), duration_text(value)
+        )
+
+    def value(self, value):
+        return str(int(value.total_seconds()))

@@ -1,32 +1,90 @@
-"""Pages about DCS instances."""
+"""Pages about DCS instances: the fleet table and one instance's history."""
 
 from __future__ import annotations
 
-from django.db.models import F
 from django.http import Http404
+from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.generic import DetailView
+from django_tables2 import SingleTableView
 
+from backups.charts import backup_chart
+from backups.filters.instances import DcsInstanceFilterSet
 from backups.models import DcsInstance
-from backups.tables import BackupRecordTable
+from backups.selectors import (
+    SUCCEEDED,
+    at_risk_threshold,
+    backups_in_window,
+    find_gaps,
+    instance_for_page,
+    instances_with_stats,
+)
+from backups.tables import BackupRecordTable, DcsInstanceTable
+from backups.tables.columns import duration_text
+from backups.tables.instances import age_html, last_success_html
+from backups.timewindow import PRESETS
 from backups.views.mixins import TablePageMixin
+from backups.views.overview import WINDOW_LABELS, parse_window
+
+CHART_WINDOWS = ("7d", "30d", "90d")
+DEFAULT_CHART_WINDOW = "30d"
+
+
+class InstanceListView(TablePageMixin, SingleTableView):
+    """The fleet: every instance with its backup health, filterable and sortable.
+
+    Five queries whatever the fleet's size: session, user, the filter's
+    regions/engines/statuses, the count (cached by the mixin without
+    filters), and one page of annotated rows. ``now`` (the mixin's, one per
+    request) is the reference of every age and of the at-risk rule.
+    """
+
+    model = DcsInstance
+    table_class = DcsInstanceTable
+    filterset_class = DcsInstanceFilterSet
+    export_filename = "dcs-instances"
+    template_name = "backups/dcsinstance_list.html"
+    filtered_empty_text = gettext_lazy("No DCS instances match these filters.")
+
+    def get_queryset(self):
+        return instances_with_stats(now=self.now)
+
+    def get_table_kwargs(self) -> dict:
+        return {"now": self.now}
+
+    def get_context_data(self, **kwargs) -> dict:
+        context = super().get_context_data(**kwargs)
+        context["risk_hours"] = int(at_risk_threshold().total_seconds() // 3600)
+        return context
 
 
 class InstanceDetailView(TablePageMixin, DetailView):
+    """One instance: its facts, a chart of its backups with the gaps, and its backup table.
+
+    Six queries: session, user, the instance (with its last success and risk
+    as subqueries), the chart's backups in the window, and the table's count
+    and page.
+    """
+
     model = DcsInstance
     context_object_name = "instance"
     table_class = BackupRecordTable
     template_name = "backups/dcsinstance_detail.html"
     partial_template_name = "backups/_backup_table.html"
 
-    def get_object(self, queryset=None) -> DcsInstance:
-        # instance_id is unique per project only. Two projects sharing one is
-        # unlikely; if it happens, show the one still listed, then the oldest.
-        instance = (
-            DcsInstance.objects.filter(instance_id=self.kwargs["instance_id"])
-            .order_by(F("gone_at").asc(nulls_first=True), "pk")
-            .first()
+    @cached_property
+    def window(self) -> tuple[str, str]:
+        return parse_window(
+            self.request.GET.get("window"), choices=CHART_WINDOWS, default=DEFAULT_CHART_WINDOW
         )
+
+    @property
+    def window_start(self):
+        return self.now - PRESETS[self.window[0]]
+
+    def get_object(self, queryset=None) -> DcsInstance:
+        instance = instance_for_page(self.kwargs["instance_id"], now=self.now, window_start=self.window_start)
         if instance is None:
             raise Http404(_("No DCS instance with this id."))
         return instance
@@ -40,4 +98,58 @@ class InstanceDetailView(TablePageMixin, DetailView):
         return {
             "exclude": ("instance",),
             "caption": _("Backups of %(instance)s") % {"instance": self.object},
+        }
+
+    def get_context_data(self, **kwargs) -> dict:
+        context = super().get_context_data(**kwargs)
+        if self.is_partial_request():
+            return context  # the table only: no chart to compute
+        context.update(self.history_context(self.object))
+        return context
+
+    def history_context(self, instance: DcsInstance) -> dict:
+        now, start = self.now, self.window_start
+        window, problem = self.window
+        threshold = at_risk_threshold()
+        points = backups_in_window(instance, start=start, end=now)
+        gaps = []
+        if not instance.single_node:
+            # Before the instance existed nothing could be backed up; after it
+            # is gone nothing needs to be.
+            opened = max(start, instance.created_at) if instance.created_at else start
+            closed = min(now, instance.gone_at) if instance.gone_at else now
+            gaps = find_gaps(
+                (p.created_at for p in points if p.status == SUCCEEDED),
+                start=opened,
+                end=closed,
+                threshold=threshold,
+                previous=instance.success_before_window_at,
+            )
+        chart = backup_chart(
+            points,
+            start=start,
+            end=now,
+            gaps=gaps,
+            title=_("Backups of %(instance)s, last %(window)s") % {"instance": instance, "window": window},
+        )
+        return {
+            "param_errors": [problem] if problem else [],
+            "window": window,
+            "windows": [(name, WINDOW_LABELS[name], name == window) for name in CHART_WINDOWS],
+            "window_label": WINDOW_LABELS[window],
+            "chart": chart,
+            "chart_points": points,
+            "gaps": gaps,
+            "gap_rows": [
+                {
+                    "gap": gap,
+                    "length": duration_text(gap.length),
+                    "ongoing": gap.open_ended and not instance.gone_at,
+                }
+                for gap in gaps
+            ],
+            "risk_hours": int(threshold.total_seconds() // 3600),
+            "last_success": last_success_html(instance, now=now, threshold=threshold),
+            "last_success_age": age_html(instance.last_success_at, now=now),
+            "now": now,
         }

@@ -1,9 +1,37 @@
-"""What every table page shares: tolerant paging and the HTMX partial."""
+"""What every table page shares: filters, sorting, tolerant paging, counts,
+exports, the permalink and the HTMX partial.
+
+A list page is configuration: it names its ``table_class``, its
+``filterset_class``, its ``export_filename`` and its queryset; everything else
+happens here, once.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from math import ceil
+
+from django.core.cache import cache
+from django.core.exceptions import EmptyResultSet
+from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
+from django.db.models import QuerySet
+from django.http import QueryDict
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
+from django.utils.formats import number_format
+from django.utils.functional import cached_property
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django_tables2 import SingleTableMixin, Table
+
+from backups.exports import EXPORT_FORMATS, export_response
+from backups.timewindow import PRESETS, TIME_BOUND_PARAMS, absolute_query
+
+EXPORT_PARAM = "_export"
+# A page number past this offset is not a page anyone reached by paging.
+MAX_OFFSET = 10**12
+# How much of a user's value a message repeats.
+ECHO_LENGTH = 40
 
 
 def parse_per_page(raw: str | None, *, choices: tuple[int, ...], default: int) -> int:
@@ -19,38 +47,341 @@ def parse_per_page(raw: str | None, *, choices: tuple[int, ...], default: int) -
     return default
 
 
+def echo(value: str) -> str:
+    """A user's value, short enough to repeat in a message."""
+    value = str(value)
+    return value if len(value) <= ECHO_LENGTH else value[: ECHO_LENGTH - 1] + "…"
+
+
+class CountedPaginator(Paginator):
+    """A paginator that is told the count instead of asking the database.
+
+    The count is exact (``count_is_exact``), or only a lower bound when the
+    result is too big to count cheaply. Then a page is fetched with one extra
+    row to know whether another follows, so deep pages need no count either;
+    only a page past the end of such a result counts it, once, to find the
+    last page. ``fallback`` says when the asked page could not be shown:
+    "first" (not a page number) or "last" (out of range).
+    """
+
+    def __init__(self, object_list, per_page, *, count: int, exact: bool, count_all=None, **kwargs):
+        super().__init__(object_list, per_page, **kwargs)
+        self.count = count  # replaces Paginator's cached COUNT query
+        self.count_is_exact = exact
+        self._count_all = count_all or (lambda: len(object_list))
+        self.fallback = ""
+        self._pages_seen = 0
+
+    @property
+    def num_pages(self) -> int:
+        if self.count == 0 and not self.allow_empty_first_page:
+            return 0
+        known = ceil(max(1, self.count - self.orphans) / self.per_page)
+        return known if self.count_is_exact else max(known, self._pages_seen)
+
+    def validate_number(self, number):
+        if self.count_is_exact:
+            return super().validate_number(number)
+        try:
+            if isinstance(number, float) and not number.is_integer():
+                raise ValueError
+            number = int(number)
+        except (TypeError, ValueError):
+            raise PageNotAnInteger(_("That page number is not an integer")) from None
+        if number < 1 or (number - 1) * self.per_page > MAX_OFFSET:
+            raise EmptyPage(_("That page contains no results"))
+        return number
+
+    def get_page(self, number):
+        try:
+            number = self.validate_number(number)
+        except PageNotAnInteger:
+            self.fallback, number = "first", 1
+        except EmptyPage:
+            self._count_exactly()
+            self.fallback, number = "last", self.num_pages
+        return self.page(number)
+
+    def page(self, number):
+        if self.count_is_exact:
+            return super().page(number)
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        rows = list(self.object_list[bottom : bottom + self.per_page + 1])
+        if not rows and number > 1:
+            self._count_exactly()
+            self.fallback = "last"
+            return super().page(self.num_pages)
+        if len(rows) > self.per_page:
+            self._pages_seen = number + 1
+        else:
+            # The last page: its rows give the exact count for free.
+            self.count = bottom + len(rows)
+            self.count_is_exact = True
+        return self._get_page(rows[: self.per_page], number, self)
+
+    def _count_exactly(self) -> None:
+        if not self.count_is_exact:
+            self.count = self._count_all()
+            self.count_is_exact = True
+
+
+def filters_active(filterset) -> bool:
+    """Whether any filter got a usable value (an ignored one does not count)."""
+    if filterset is None:
+        return False
+    return any(value not in (None, "", [], ()) for value in filterset.form.cleaned_data.values())
+
+
+def filter_notices(form) -> list[str]:
+    """One message per query parameter the filters could not use."""
+    notices = []
+    for name, field in form.fields.items():
+        rejected = getattr(field, "rejected", ())
+        if rejected:
+            choices = ", ".join(str(value) for value, _label in field.choices if value)
+            for value in rejected:
+                notices.append(
+                    _(
+                        "%(label)s (%(param)s): “%(value)s” is not a value we know, so it was ignored. "
+                        "Use one of: %(choices)s."
+                    )
+                    % {"label": field.label, "param": name, "value": echo(value), "choices": choices}
+                )
+    for name, errors in form.errors.items():
+        field = form.fields.get(name)
+        label = field.label if field is not None else name
+        for error in errors:
+            notices.append(
+                _("%(label)s (%(param)s) was ignored: %(reason)s")
+                % {"label": label, "param": name, "reason": error}
+            )
+    return notices
+
+
 class TablePageMixin(SingleTableMixin):
     """A page built around one django-tables2 table.
 
-    Paging never fails on what is in the URL: ``page=abc`` shows the first page,
-    a page past the end shows the last one, and ``per_page`` is one of
-    ``per_page_choices`` (django-tables2's ``RequestConfig`` would take any
-    integer, and 404 on a bad page). An unknown ``sort`` is ignored by the
-    table. An HTMX request gets only ``partial_template_name``.
+    Nothing in the URL makes it fail; a value it cannot use is left out and a
+    message above the table says so:
+
+    - ``filterset_class`` filters the rows; a bad value ignores that filter only.
+    - ``sort`` is one of the table's orderable columns, ``-`` for descending;
+      anything else keeps the table's default order.
+    - ``page=abc`` shows the first page, a page past the end the last one, and
+      ``per_page`` is one of ``per_page_choices`` (larger sizes are capped).
+    - ``_export=csv`` or ``_export=json`` streams the whole filtered, sorted
+      view instead of the page.
+
+    The total is never a full count on every view: without filters it is
+    cached for ``count_cache_seconds``; with filters it is counted up to
+    ``count_cap`` and shown as "10,000+" beyond. An HTMX request gets only
+    ``partial_template_name``.
     """
 
     per_page_choices: tuple[int, ...] = (25, 50, 100, 250)
     partial_template_name: str = ""
+    filterset_class = None
+    export_filename: str = "dcs-export"
+    count_cap: int = 10_000
+    count_cache_seconds: int = 60
+    # Query parameters holding time bounds that may be relative ("24h"): the
+    # permalink turns them into absolute times.
+    time_bound_params: tuple[str, ...] = TIME_BOUND_PARAMS
+    filtered_empty_text = gettext_lazy("Nothing matches these filters.")
+
+    filterset = None
+
+    @cached_property
+    def now(self):
+        return timezone.now()
+
+    @cached_property
+    def notices(self) -> list[str]:
+        return []
+
+    @cached_property
+    def kept_params(self) -> dict[str, str]:
+        """The sort and page size in effect, which a change of filters keeps."""
+        return {}
+
+    @cached_property
+    def export_format(self) -> str:
+        raw = self.request.GET.get(EXPORT_PARAM)
+        if raw is None or raw == "":
+            return ""
+        if raw in EXPORT_FORMATS:
+            return raw
+        self.notices.append(
+            _("“%(value)s” is not an export format: use %(formats)s.")
+            % {"value": echo(raw), "formats": ", ".join(EXPORT_FORMATS)}
+        )
+        return ""
+
+    # --- the table ---------------------------------------------------------
+
+    def get_filterset(self, queryset):
+        return self.filterset_class(self.request.GET, queryset=queryset, request=self.request)
 
     def get_table(self, **kwargs) -> Table:
-        table = self.get_table_class()(data=self.get_table_data(), **kwargs)
+        data = self.get_table_data()
+        if self.filterset_class is not None:
+            self.filterset = self.get_filterset(data)
+            data = self.filterset.qs
+            self.notices.extend(filter_notices(self.filterset.form))
+        table = self.get_table_class()(data=data, **kwargs)
         table.request = self.request
-        params = self.request.GET
-
-        sort = params.getlist(table.prefixed_order_by_field)
-        if sort:
-            table.order_by = sort  # keeps only orderable columns
-
-        per_page = parse_per_page(
-            params.get(table.prefixed_per_page_field),
-            choices=self.per_page_choices,
-            default=table._meta.per_page,
-        )
-        table.paginate(per_page=per_page, page=1)
-        # The count is cached on the paginator, so this costs no extra query.
-        table.page = table.paginator.get_page(params.get(table.prefixed_page_field))
-        table.per_page_choices = self.per_page_choices
+        self.sort_table(table)
+        if filters_active(self.filterset):
+            table.empty_text = self.filtered_empty_text
+        if not self.export_format:
+            self.paginate_table(table, data)
         return table
+
+    def sort_table(self, table: Table) -> None:
+        """Apply ``sort`` if it names one orderable column, else say why not.
+
+        One column only: each column's own tie-breakers (newest first, then
+        by id) already make its order total, and a column with an
+        ``order_FOO`` would override any key before it.
+        """
+        raw = [value for value in self.request.GET.getlist(table.prefixed_order_by_field) if value != ""]
+        if not raw:
+            return
+        aliases = [column.name for column in table.columns if column.orderable]
+        key = raw[0].strip()
+        if len(raw) == 1 and key.removeprefix("-") in aliases:
+            table.order_by = key
+            self.kept_params[table.prefixed_order_by_field] = key
+            return
+        self.notices.append(
+            _(
+                "“%(value)s” is not a column this table sorts by, so it keeps its default order. "
+                "Sort by: %(columns)s (with “-” first for descending)."
+            )
+            % {"value": echo(",".join(raw)), "columns": ", ".join(aliases)}
+        )
+
+    def paginate_table(self, table: Table, data) -> None:
+        params = self.request.GET
+        raw_per_page = params.get(table.prefixed_per_page_field, "")
+        per_page = parse_per_page(raw_per_page, choices=self.per_page_choices, default=table._meta.per_page)
+        if raw_per_page.strip() and raw_per_page.strip() != str(per_page):
+            self.notices.append(
+                _("“%(value)s” rows per page is not offered (%(choices)s): showing %(per_page)s.")
+                % {
+                    "value": echo(raw_per_page),
+                    "choices": ", ".join(str(n) for n in self.per_page_choices),
+                    "per_page": per_page,
+                }
+            )
+        if raw_per_page.strip():
+            self.kept_params[table.prefixed_per_page_field] = str(per_page)
+        count, exact = self.count_rows(data)
+        paginator = CountedPaginator(
+            table.rows,
+            per_page,
+            count=count,
+            exact=exact,
+            count_all=data.count if isinstance(data, QuerySet) else None,
+        )
+        raw_page = params.get(table.prefixed_page_field, "")
+        page = paginator.get_page(raw_page)
+        if raw_page.strip() and paginator.fallback == "first":
+            self.notices.append(
+                _("“%(value)s” is not a page number: showing the first page.") % {"value": echo(raw_page)}
+            )
+        elif paginator.fallback == "last":
+            self.notices.append(
+                _("There is no page %(value)s: showing the last page, %(number)s.")
+                % {"value": echo(raw_page), "number": page.number}
+            )
+        table.paginator = paginator
+        table.page = page
+        table.per_page_choices = self.per_page_choices
+        if paginator.count_is_exact:
+            table.count_text = number_format(paginator.count, force_grouping=True)
+        else:
+            table.count_text = number_format(self.count_cap, force_grouping=True) + "+"
+
+    # --- counting ----------------------------------------------------------
+
+    def count_rows(self, data) -> tuple[int, bool]:
+        """The number of rows, and whether it is exact or only "more than count_cap"."""
+        if not isinstance(data, QuerySet):
+            return len(data), True
+        if self.filterset_class is not None and not filters_active(self.filterset):
+            key = self.count_cache_key(data)
+            if key:
+                count = cache.get(key)
+                if count is None:
+                    count = data.count()
+                    cache.set(key, count, self.count_cache_seconds)
+                return count, True
+        # Counting stops at the cap: COUNT(*) over a LIMIT-ed subquery.
+        capped = data.order_by()[: self.count_cap + 1].count()
+        return capped, capped <= self.count_cap
+
+    def count_cache_key(self, queryset: QuerySet) -> str:
+        """The cache key of an unfiltered count: the model and the query itself.
+
+        The query is part of the key because an unfiltered page may still
+        narrow its model (the fleet page hides gone instances by default).
+        """
+        try:
+            sql = str(queryset.order_by().values("pk").query)
+        except EmptyResultSet:
+            return ""
+        digest = hashlib.sha256(sql.encode()).hexdigest()[:32]
+        return f"dashboard:table-count:{queryset.model._meta.label_lower}:{digest}"
+
+    # --- links -------------------------------------------------------------
+
+    def clean_query(self, params: QueryDict, *, drop: tuple[str, ...] = ()) -> QueryDict:
+        """The query without empty values (an empty filter form sends them all) and ``drop``."""
+        query = QueryDict(mutable=True)
+        for key, values in params.lists():
+            kept = [value for value in values if value != ""]
+            if key not in drop and key != EXPORT_PARAM and kept:
+                query.setlist(key, kept)
+        return query
+
+    def get_permalink(self) -> str:
+        """This view, absolute, with relative time presets as the UTC times they stand for now.
+
+        Pasted into a ticket, it shows the same records tomorrow.
+        """
+        params = absolute_query(self.request.GET, now=self.now, names=self.time_bound_params)
+        query = self.clean_query(params).urlencode()
+        return self.request.build_absolute_uri(self.request.path + (f"?{query}" if query else ""))
+
+    def get_export_links(self, table: Table) -> list[tuple[str, str]]:
+        links = []
+        for name in EXPORT_FORMATS:
+            query = self.clean_query(self.request.GET, drop=(table.prefixed_page_field,))
+            query[EXPORT_PARAM] = name
+            links.append((name, f"{self.request.path}?{query.urlencode()}"))
+        return links
+
+    # --- the response ------------------------------------------------------
+
+    def get_context_data(self, **kwargs) -> dict:
+        context = super().get_context_data(**kwargs)
+        table = context[self.get_context_table_name(None)]
+        context.update(
+            filterset=self.filterset,
+            filter=self.filterset,  # the name django-filter's FilterView uses
+            filter_form=self.filterset.form if self.filterset is not None else None,
+            filters_active=filters_active(self.filterset),
+            table_notices=self.notices,
+            time_presets=tuple(PRESETS),
+        )
+        if not self.export_format:
+            context.update(permalink=self.get_permalink(), export_links=self.get_export_links(table))
+            # The filter form keeps the sort and page size in effect (not a
+            # bad value the page already said it ignored).
+            context["filter_keep"] = list(self.kept_params.items())
+        return context
 
     def is_partial_request(self) -> bool:
         htmx = getattr(self.request, "htmx", None)
@@ -63,6 +394,9 @@ class TablePageMixin(SingleTableMixin):
         return super().get_template_names()
 
     def render_to_response(self, context, **response_kwargs):
+        if self.export_format:
+            table = context[self.get_context_table_name(None)]
+            return export_response(table, self.export_format, filename=self.export_filename, now=self.now)
         response = super().render_to_response(context, **response_kwargs)
         # The same URL answers with a fragment or a page: caches must not mix them.
         patch_vary_headers(response, ("HX-Request",))

@@ -1,19 +1,113 @@
-"""Pages about backup records."""
+"""Pages about backup records: the list of all of them, and one backup."""
 
 from __future__ import annotations
 
+import json
+
+from django.db.models import F
+from django.http import Http404
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.generic import DetailView
 from django_tables2 import SingleTableView
 
+from backups.choices import BackupFormat, BackupStatus, BackupType, ColoredChoices, describe_error_code
+from backups.exports import iso_utc
+from backups.filters.records import BackupRecordFilterSet
 from backups.models import BackupRecord
 from backups.tables import BackupRecordTable
+from backups.tables.columns import duration_text
 from backups.views.mixins import TablePageMixin
 
 
 class BackupRecordListView(TablePageMixin, SingleTableView):
+    """Every backup record, filterable, sortable, exportable.
+
+    Four queries at most: session, user, the count (cached for a minute
+    without filters, capped with them) and one page of records with their
+    instances joined.
+    """
+
     model = BackupRecord
     table_class = BackupRecordTable
+    filterset_class = BackupRecordFilterSet
+    export_filename = "dcs-backups"
+    filtered_empty_text = gettext_lazy("No backup records match these filters.")
     template_name = "backups/backuprecord_list.html"
     partial_template_name = "backups/_backup_table.html"
 
     def get_queryset(self):
         return BackupRecord.objects.select_related("instance").newest_first()
+
+
+def instance_url(instance) -> str:
+    """The instance's page, or "" for an id our URL pattern cannot carry."""
+    try:
+        return reverse("backups:instance-detail", args=[instance.instance_id])
+    except NoReverseMatch:
+        return ""
+
+
+def badge(choices: type[ColoredChoices], value: str):
+    return format_html(
+        '<span class="badge badge--{}">{}</span>', choices.color_of(value), choices.label_of(value)
+    )
+
+
+class BackupRecordDetailView(DetailView):
+    """One backup: every field, its status history as our syncs saw it, the raw JSON.
+
+    Four queries: session, user, the record with its instance, its status changes.
+    """
+
+    model = BackupRecord
+    context_object_name = "record"
+    template_name = "backups/backuprecord_detail.html"
+
+    def get_object(self, queryset=None) -> BackupRecord:
+        # backup_id is unique per instance only. Two instances sharing one is
+        # unlikely (they are UUIDs); if it happens, show the one still listed,
+        # then the oldest.
+        record = (
+            BackupRecord.objects.select_related("instance")
+            .filter(backup_id=self.kwargs["backup_id"])
+            .order_by(F("gone_at").asc(nulls_first=True), "pk")
+            .first()
+        )
+        if record is None:
+            raise Http404(_("No backup with this id."))
+        return record
+
+    def get_context_data(self, **kwargs) -> dict:
+        context = super().get_context_data(**kwargs)
+        record = self.object
+        changes = list(record.status_changes.order_by("observed_at", "id"))
+        times = [
+            (_("Created"), record.created_at),
+            (_("Finished"), record.updated_at),
+            (_("Executed"), record.execution_at),
+            (_("First seen by our sync"), record.first_seen),
+            (_("Last seen by our sync"), record.last_seen),
+            (_("Gone since"), record.gone_at),
+        ]
+        context.update(
+            instance_url=instance_url(record.instance),
+            status_badge=badge(BackupStatus, record.status),
+            type_badge=badge(BackupType, record.backup_type),
+            format_badge=badge(BackupFormat, record.backup_format),
+            error_meaning=describe_error_code(record.error_code),
+            duration=duration_text(record.duration, units=4) if record.duration is not None else "",
+            times=[(label, value, iso_utc(value) if value else "") for label, value in times],
+            history=[
+                {
+                    "change": change,
+                    "badge": badge(BackupStatus, change.status),
+                    "iso": iso_utc(change.observed_at),
+                }
+                for change in changes
+            ],
+            raw_json=json.dumps(record.raw, indent=2, ensure_ascii=False, sort_keys=True),
+        )
+        return context

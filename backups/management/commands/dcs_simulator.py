@@ -1,7 +1,10 @@
 """``manage.py dcs_simulator``: serve the local DCS API stand-in until Ctrl-C.
 
 It accepts the same AK/SK and projects the dashboard signs with: the demo
-credentials in demo mode, otherwise the configured ones.
+credentials in demo mode, otherwise the configured ones. The fault flags
+(``--error-rate 0.1 --throttle-rate 0.05 --retry-after 1 ...``) make it
+misbehave the way the real API and its gateway do; a test can also change the
+faults while it runs, through ``/_simulator/faults`` on loopback.
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from backups.dcs.config import demo_credentials, get_dcs_config
-from backups.simulator.server import DcsSimulator, SimulatorServer
+from backups.simulator.faults import (
+    FAULT_OPERATIONS,
+    MAX_SLOW_SECONDS,
+    RETRY_AFTER_FORMATS,
+    FaultConfigError,
+    FaultSettings,
+)
+from backups.simulator.server import FAULTS_PATH, DcsSimulator, SimulatorServer
 
 MAX_INSTANCES = 10_000
 
@@ -30,6 +40,52 @@ def _whole_number(value: object, flag: str, minimum: int | None = None, maximum:
     if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
         raise CommandError(f"{flag} must be between {minimum} and {maximum}, got {number}")
     return number
+
+
+# Command-line flag -> FaultSettings field.
+_FAULT_FLAGS = {
+    "error_rate": "error_rate",
+    "throttle_rate": "throttle_rate",
+    "throttle_burst": "throttle_burst",
+    "retry_after": "retry_after",
+    "retry_after_format": "retry_after_format",
+    "slow_rate": "slow_rate",
+    "slow_seconds": "slow_seconds",
+    "malformed_rate": "malformed_rate",
+    "drop_rate": "drop_rate",
+    "shift_rate": "shift_rate",
+    "fault_seed": "seed",
+    "fault_endpoint": "endpoints",
+}
+_FLAG_OF_FIELD = {field: "--" + option.replace("_", "-") for option, field in _FAULT_FLAGS.items()}
+
+
+def _fault_settings(options: dict) -> FaultSettings:
+    given = {
+        field: options[option] for option, field in _FAULT_FLAGS.items() if options.get(option) is not None
+    }
+    try:
+        return FaultSettings.from_dict(given, name=lambda field: _FLAG_OF_FIELD.get(field, field))
+    except FaultConfigError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _describe_faults(fault_settings: FaultSettings) -> str:
+    """The fault flags in effect, as they would be typed, seed included."""
+    defaults = FaultSettings()
+    words = []
+    for option, field in _FAULT_FLAGS.items():
+        value = getattr(fault_settings, field)
+        if value != getattr(defaults, field) or field == "seed":
+            shown = (
+                ",".join(value)
+                if field == "endpoints"
+                else f"{value:g}"
+                if isinstance(value, float)
+                else value
+            )
+            words.append(f"--{option.replace('_', '-')} {shown}")
+    return " ".join(words)
 
 
 def _wait_until_interrupted() -> None:
@@ -62,6 +118,34 @@ class Command(BaseCommand):
             action="store_true",
             help="render empty period/error_code as {} and the type drift of the API doc's examples",
         )
+        faults = parser.add_argument_group(
+            "faults", f"injected per request (rates 0-1); change them at run time through {FAULTS_PATH}"
+        )
+        faults.add_argument("--error-rate", help="500 DCS.5000, 502/504 APIG.0201 and 503 text answers")
+        faults.add_argument("--throttle-rate", help="429 APIG.0308 answers (each starts a burst)")
+        faults.add_argument("--throttle-burst", help="429s in a row once throttling starts (default 1)")
+        faults.add_argument("--retry-after", help="seconds sent as Retry-After with a 429 (default: none)")
+        faults.add_argument(
+            "--retry-after-format", choices=RETRY_AFTER_FORMATS, help="Retry-After as seconds or an HTTP-date"
+        )
+        faults.add_argument("--slow-rate", help="answers held back by --slow-seconds")
+        faults.add_argument(
+            "--slow-seconds", help=f"delay of a slow answer, 0-{MAX_SLOW_SECONDS:g} (default 1)"
+        )
+        faults.add_argument(
+            "--malformed-rate", help="200s that are not JSON, cut short, or of the wrong types"
+        )
+        faults.add_argument("--drop-rate", help="connections closed before the answer or mid-body")
+        faults.add_argument(
+            "--shift-rate", help="continuation pages of ListBackupRecords after a new backup started"
+        )
+        faults.add_argument("--fault-seed", help="the same seed meets the same faults (default 0)")
+        faults.add_argument(
+            "--fault-endpoint",
+            action="append",
+            choices=FAULT_OPERATIONS,
+            help="only this operation gets faults; repeat for both (default both)",
+        )
 
     def handle(
         self, *args, host="127.0.0.1", port=None, instances="40", seed="1", doc_example=False, **options
@@ -69,6 +153,7 @@ class Command(BaseCommand):
         port_number = _whole_number(settings.DCS_SIMULATOR_PORT if port is None else port, "--port", 0, 65535)
         instance_count = _whole_number(instances, "--instances", 0, MAX_INSTANCES)
         seed_number = _whole_number(seed, "--seed")
+        fault_settings = _fault_settings(options)
         access_key, secret_key, projects = self._credentials()
 
         simulator = DcsSimulator(
@@ -78,6 +163,7 @@ class Command(BaseCommand):
             seed=seed_number,
             doc_example_mode=doc_example,
         )
+        simulator.faults.configure(fault_settings)
         server = SimulatorServer(simulator, host=host, port=port_number)
         try:
             server.start()
@@ -94,6 +180,9 @@ class Command(BaseCommand):
             self.stdout.write(f"  project {project_id}  region {region}")
         # Enough of the AK to tell which one it is; the SK is never shown.
         self.stdout.write(f"  access key {access_key[:4]}…")
+        if fault_settings.active:
+            self.stdout.write(f"  faults {_describe_faults(fault_settings)}")
+        self.stdout.write(f"  fault control {server.url}{FAULTS_PATH} (loopback only)")
         self.stdout.write("Quit with CONTROL-C.")
         # A process manager (honcho, systemd) stops us with SIGTERM: treat it
         # as Ctrl-C so that ends cleanly too. Signals only work in the main thread.

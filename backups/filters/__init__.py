@@ -1,0 +1,1 @@
+"""The dashboard's filtersets, one module per list page."""

@@ -1,0 +1,80 @@
+"""Filters of the fleet table (``/instances/``)."""
+
+from __future__ import annotations
+
+import django_filters
+from django import forms
+from django.db.models import Q, QuerySet
+from django.utils.translation import gettext_lazy as _
+
+from backups.filters.records import MAX_SEARCH_LENGTH
+from backups.models import DcsInstance
+
+YES_NO = (("yes", _("Yes")), ("no", _("No")))
+GONE_CHOICES = (
+    ("no", _("Listed only")),
+    ("yes", _("Gone only")),
+    ("all", _("Listed and gone")),
+)
+
+
+class DcsInstanceFilterSet(django_filters.FilterSet):
+    """``q``, ``region``, ``engine``, ``status``, ``at_risk`` and ``gone``.
+
+    Works on ``selectors.instances_with_stats()``, whose ``at_risk`` annotation
+    the ``at_risk`` filter reads. Without ``gone``, only the instances the API
+    still lists are shown: a gone instance is history, not fleet.
+    """
+
+    q = django_filters.CharFilter(
+        method="filter_search",
+        label=_("Search"),
+        max_length=MAX_SEARCH_LENGTH,
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": _("Name or instance id")}),
+    )
+    region = django_filters.ChoiceFilter(label=_("Region"), empty_label=_("Any region"))
+    engine = django_filters.ChoiceFilter(label=_("Engine"), empty_label=_("Any engine"))
+    status = django_filters.ChoiceFilter(label=_("Status"), empty_label=_("Any status"))
+    at_risk = django_filters.ChoiceFilter(
+        choices=YES_NO, method="filter_at_risk", label=_("At risk"), empty_label=_("Either")
+    )
+    gone = django_filters.ChoiceFilter(
+        choices=GONE_CHOICES, method="filter_gone", label=_("Gone"), empty_label=None
+    )
+
+    class Meta:
+        model = DcsInstance
+        fields = ("q", "region", "engine", "status", "at_risk", "gone")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The offered regions, engines and statuses are the ones we have, read
+        # in one query here; a callable choices would query on every use.
+        seen = DcsInstance.objects.order_by().values_list("region", "engine", "status").distinct()
+        regions, engines, statuses = set(), set(), set()
+        for region, engine, status in seen:
+            regions.add(region)
+            engines.add(engine)
+            statuses.add(status)
+        for name, values in (("region", regions), ("engine", engines), ("status", statuses)):
+            self.filters[name].extra["choices"] = [(value, value) for value in sorted(values) if value]
+
+    def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(Q(name__icontains=value) | Q(instance_id__icontains=value))
+
+    def filter_at_risk(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(at_risk=value == "yes")
+
+    def filter_gone(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        if value == "yes":
+            return queryset.filter(gone_at__isnull=False)
+        if value == "all":
+            return queryset
+        return queryset.filter(gone_at__isnull=True)
+
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        queryset = super().filter_queryset(queryset)
+        # No (valid) gone value: the default, listed instances only.
+        if not self.form.cleaned_data.get("gone"):
+            queryset = queryset.filter(gone_at__isnull=True)
+        return queryset

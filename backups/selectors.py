@@ -1,0 +1,426 @@
+"""Reads behind the overview and the instance pages.
+
+Every function here is a QuerySet or one aggregate query: a page asks a
+constant number of questions however many instances and backups there are.
+Python only reshapes rows the database already picked (split a list in two,
+walk the sorted success times of one instance for its gaps).
+
+"Last success" means the newest backup with status ``succeed`` by its
+``created_at``, whether or not the API still lists it: the cloud drops
+automatic backups after 7 days, and a backup that succeeded then still did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from itertools import pairwise
+
+from django.conf import settings
+from django.db.models import (
+    BigIntegerField,
+    BooleanField,
+    Case,
+    Count,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, NullIf, Round
+
+from backups.choices import BackupStatus, SyncOutcome
+from backups.models import BackupRecord, DcsInstance, SyncError, SyncRun
+
+SUCCEEDED = BackupStatus.SUCCEED.value
+FAILED = BackupStatus.FAILED.value
+# The instance list's per-instance statistics look this far back.
+STATS_PERIOD = timedelta(days=30)
+
+
+def at_risk_threshold() -> timedelta:
+    return timedelta(hours=settings.DASHBOARD_AT_RISK_HOURS)
+
+
+def sync_stale_after() -> timedelta:
+    return timedelta(minutes=settings.DASHBOARD_SYNC_STALE_MINUTES)
+
+
+def single_node_q(prefix: str = "") -> Q:
+    """``DcsInstance.is_single_node`` as a filter.
+
+    The property says: some dot-separated part of the spec code starts with
+    "single" (``redis.single.xu1.tiny.128``, ``dcs.memcached.single_node``).
+    That is the same as: the code starts with "single", or contains ".single".
+    """
+    return Q(**{f"{prefix}spec_code__istartswith": "single"}) | Q(
+        **{f"{prefix}spec_code__icontains": ".single"}
+    )
+
+
+def success_rate(succeeded: int | None, failed: int | None) -> float | None:
+    """Succeeded ÷ (succeeded + failed) in percent; None when nothing finished."""
+    succeeded, failed = succeeded or 0, failed or 0
+    if succeeded + failed == 0:
+        return None
+    return 100.0 * succeeded / (succeeded + failed)
+
+
+# --- Per-instance annotations -------------------------------------------------
+
+
+def _backups_of_row() -> QuerySet[BackupRecord]:
+    # The default ordering is dropped: a count or a sum over it must not
+    # group by the ordering's columns.
+    return BackupRecord.objects.filter(instance=OuterRef("pk")).order_by()
+
+
+def _count_of(records: QuerySet[BackupRecord]) -> Coalesce:
+    counted = records.values("instance").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+def with_last_success(queryset: QuerySet[DcsInstance]) -> QuerySet[DcsInstance]:
+    """Adds ``last_success_at``: when the instance's newest successful backup was created."""
+    newest_success = _backups_of_row().filter(status=SUCCEEDED).order_by("-created_at", "-id")
+    return queryset.annotate(last_success_at=Subquery(newest_success.values("created_at")[:1]))
+
+
+def with_risk(queryset: QuerySet[DcsInstance], *, now: datetime) -> QuerySet[DcsInstance]:
+    """Adds ``single_node`` and ``at_risk`` to a queryset that has ``last_success_at``.
+
+    At risk: listed by the API, backed up in principle (not single-node), and
+    no success within the threshold, or none ever. A success exactly at the
+    threshold's edge is still within it.
+    """
+    cutoff = now - at_risk_threshold()
+    return queryset.annotate(
+        single_node=Case(
+            When(single_node_q(), then=Value(True)), default=Value(False), output_field=BooleanField()
+        ),
+    ).annotate(
+        at_risk=Case(
+            When(single_node=True, then=Value(False)),
+            When(gone_at__isnull=False, then=Value(False)),
+            When(Q(last_success_at__isnull=True) | Q(last_success_at__lt=cutoff), then=Value(True)),
+            default=Value(False),
+            output_field=BooleanField(),
+        )
+    )
+
+
+def instances_with_stats(*, now: datetime) -> QuerySet[DcsInstance]:
+    """Every instance with the facts the fleet table shows, as one query.
+
+    Each fact is a correlated subquery on the (instance, created_at) index, so
+    a database evaluates them for the rows of the page only, and counting the
+    rows for the paginator needs none of them.
+    """
+    since = now - STATS_PERIOD
+    newest = _backups_of_row().order_by("-created_at", "-id")
+    recent = _backups_of_row().filter(created_at__gte=since)
+    size_kept = (
+        _backups_of_row()
+        .filter(status=SUCCEEDED, gone_at__isnull=True)
+        .values("instance")
+        .annotate(total=Sum("size"))
+        .values("total")
+    )
+    queryset = with_last_success(DcsInstance.objects.all()).annotate(
+        last_backup_at=Subquery(newest.values("created_at")[:1]),
+        last_backup_status=Subquery(newest.values("status")[:1]),
+        backups_30d=_count_of(recent),
+        succeeded_30d=_count_of(recent.filter(status=SUCCEEDED)),
+        failed_30d=_count_of(recent.filter(status=FAILED)),
+        backed_up_size=Coalesce(Subquery(size_kept, output_field=BigIntegerField()), 0),
+    )
+    # NULL when nothing finished: no rate is not a 0 % rate.
+    finished = NullIf(F("succeeded_30d") + F("failed_30d"), Value(0))
+    queryset = queryset.annotate(
+        success_rate_30d=Round(
+            ExpressionWrapper(Value(100.0) * F("succeeded_30d") / finished, output_field=FloatField()), 1
+        )
+    )
+    return with_risk(queryset, now=now)
+
+
+def instance_for_page(instance_id: str, *, now: datetime, window_start: datetime) -> DcsInstance | None:
+    """The instance of a detail page, with its last success, risk, and the
+    last success before ``window_start`` (``success_before_window_at``), which
+    tells whether the chart's window opens inside a gap.
+
+    instance_id is unique per project only. Two projects sharing one is
+    unlikely; if it happens, the one still listed wins, then the oldest.
+    """
+    before = (
+        _backups_of_row()
+        .filter(status=SUCCEEDED, created_at__lt=window_start)
+        .order_by("-created_at", "-id")
+        .values("created_at")[:1]
+    )
+    queryset = with_risk(with_last_success(DcsInstance.objects.filter(instance_id=instance_id)), now=now)
+    return (
+        queryset.annotate(success_before_window_at=Subquery(before))
+        .order_by(F("gone_at").asc(nulls_first=True), "pk")
+        .first()
+    )
+
+
+# --- Overview -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusCounts:
+    """How many backups were created since ``since``, by status."""
+
+    since: datetime
+    by_status: dict[str, int]  # every BackupStatus value, in the enum's order
+    total: int
+
+    @property
+    def succeeded(self) -> int:
+        return self.by_status.get(SUCCEEDED, 0)
+
+    @property
+    def failed(self) -> int:
+        return self.by_status.get(FAILED, 0)
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed
+
+    @property
+    def other(self) -> int:
+        """Backups whose status our enum does not know (the API added one)."""
+        return self.total - sum(self.by_status.values())
+
+    @property
+    def success_rate(self) -> float | None:
+        return success_rate(self.succeeded, self.failed)
+
+
+def backup_status_counts(*, since: datetime) -> StatusCounts:
+    """One aggregate query: the backups created since ``since``, by status.
+
+    Records the API no longer lists count too: they did run in the window.
+    """
+    aggregates = {f"n_{status.value}": Count("pk", filter=Q(status=status.value)) for status in BackupStatus}
+    row = (
+        BackupRecord.objects.filter(created_at__gte=since)
+        .order_by()
+        .aggregate(total=Count("pk"), **aggregates)
+    )
+    by_status = {status.value: row[f"n_{status.value}"] or 0 for status in BackupStatus}
+    return StatusCounts(since=since, by_status=by_status, total=row["total"] or 0)
+
+
+def running_backups(*, limit: int = 100) -> list[BackupRecord]:
+    """Backups waiting or running now, longest-running first (a stuck one shows at the top).
+
+    A gone record's status is frozen at what we last saw, and a gone
+    instance's backups are not going anywhere, so neither counts.
+    """
+    return list(
+        BackupRecord.objects.active()
+        .present()
+        .filter(instance__gone_at__isnull=True)
+        .select_related("instance")
+        .order_by(F("created_at").asc(nulls_last=True), "id")[:limit]
+    )
+
+
+@dataclass(frozen=True)
+class FleetRisk:
+    at_risk: list[DcsInstance]  # worst first: never backed up, then the oldest last success
+    single_node: list[DcsInstance]  # not backed up by design, never at risk
+    threshold: timedelta
+
+
+def fleet_risk(*, now: datetime) -> FleetRisk:
+    """Listed instances at risk, and the single-node ones, in one query."""
+    rows = (
+        with_risk(with_last_success(DcsInstance.objects.present()), now=now)
+        .filter(Q(single_node=True) | Q(at_risk=True))
+        .order_by(F("last_success_at").asc(nulls_first=True), "name", "instance_id", "pk")
+    )
+    at_risk, single = [], []
+    for row in rows:
+        (single if row.single_node else at_risk).append(row)
+    single.sort(key=lambda row: (row.name, row.instance_id))
+    return FleetRisk(at_risk=at_risk, single_node=single, threshold=at_risk_threshold())
+
+
+# How many of a failed run's errors the overview quotes; the rest are counted.
+FRESHNESS_ERRORS = 3
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How current our copy of the fleet is, from the fleet sync runs."""
+
+    state: str  # "never", "failed", "partial", "stale" or "fresh"
+    last_run: SyncRun | None  # the newest fleet run that finished
+    last_success_at: datetime | None  # when the newest successful fleet run finished
+    running_since: datetime | None  # a fleet run that has started and not finished
+    stale_after: timedelta
+    errors: list[str] = field(default_factory=list)  # the first few errors of a failed or partial run
+    more_errors: int = 0
+
+    @property
+    def is_warning(self) -> bool:
+        return self.state != "fresh"
+
+
+def _error_text(scope: str | None, message: str | None) -> str:
+    scope, message = scope or "", message or ""
+    return f"{scope}: {message}" if scope and message else scope or message
+
+
+def sync_freshness(*, now: datetime) -> Freshness:
+    """The newest finished fleet run, with the newest success, any run in
+    progress and its first few errors, all in one query.
+
+    A run refused because another held the fleet's lease ("skipped") says
+    nothing about the data, so it does not count. The errors are correlated
+    subqueries, one per quoted error, rather than a second query: the
+    overview's budget is six.
+    """
+    fleet = SyncRun.objects.fleet()
+    last_ok = fleet.filter(outcome=SyncOutcome.SUCCEEDED, finished_at__isnull=False).order_by(
+        "-finished_at", "-id"
+    )
+    in_progress = fleet.running().filter(finished_at__isnull=True).order_by("-started_at", "-id")
+    errors = SyncError.objects.filter(run=OuterRef("pk")).order_by("occurred_at", "id")
+    quoted = {}
+    for n in range(FRESHNESS_ERRORS):
+        quoted[f"error_scope_{n}"] = Subquery(errors.values("scope")[n : n + 1])
+        quoted[f"error_message_{n}"] = Subquery(errors.values("error_msg")[n : n + 1])
+    run = (
+        fleet.finished()
+        .annotate(
+            last_success_at=Subquery(last_ok.values("finished_at")[:1]),
+            running_since=Subquery(in_progress.values("started_at")[:1]),
+            **quoted,
+        )
+        .order_by("-finished_at", "-id")
+        .first()
+    )
+    stale_after = sync_stale_after()
+    if run is None:
+        return Freshness("never", None, None, None, stale_after)
+    if run.outcome in (SyncOutcome.FAILED, SyncOutcome.PARTIAL):
+        state = str(run.outcome)
+    elif run.last_success_at is None or now - run.last_success_at > stale_after:
+        state = "stale"
+    else:
+        state = "fresh"
+    messages = []
+    if state in ("failed", "partial"):
+        for n in range(FRESHNESS_ERRORS):
+            text = _error_text(getattr(run, f"error_scope_{n}"), getattr(run, f"error_message_{n}"))
+            if text:
+                messages.append(text)
+    return Freshness(
+        state,
+        run,
+        run.last_success_at,
+        run.running_since,
+        stale_after,
+        errors=messages,
+        more_errors=max(run.error_count - len(messages), 0) if messages else 0,
+    )
+
+
+# --- One instance's history ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChartPoint:
+    created_at: datetime
+    size: int | None
+    status: str
+    name: str
+    backup_id: str
+
+
+def backups_in_window(instance: DcsInstance, *, start: datetime, end: datetime) -> list[ChartPoint]:
+    """The instance's backups created in [start, end], oldest first: one query."""
+    rows = (
+        BackupRecord.objects.filter(instance=instance, created_at__gte=start, created_at__lte=end)
+        .order_by("created_at", "id")
+        .values_list("created_at", "size", "status", "backup_name", "backup_id")
+    )
+    return [ChartPoint(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A stretch with no successful backup for longer than the threshold."""
+
+    start: datetime
+    end: datetime
+    # True when it runs to the end of the window (now): no success since.
+    open_ended: bool = False
+
+    @property
+    def length(self) -> timedelta:
+        return self.end - self.start
+
+
+def find_gaps(
+    success_times: Iterable[datetime],
+    *,
+    start: datetime,
+    end: datetime,
+    threshold: timedelta,
+    previous: datetime | None = None,
+) -> list[Gap]:
+    """The gaps between consecutive successes in [start, end], oldest first.
+
+    The first stretch runs from ``previous`` (the last success before the
+    window) when there is one, else from ``start``; the last one runs to
+    ``end``. A stretch is a gap when it is longer than ``threshold``: exactly
+    the threshold is still in time, as it is for the at-risk rule.
+    """
+    if end <= start:
+        return []
+    times = sorted(t for t in success_times if start <= t <= end)
+    first = previous if previous is not None and previous < start else start
+    anchors = [first, *times, end]
+    last = len(anchors) - 2
+    return [
+        Gap(left, right, open_ended=index == last)
+        for index, (left, right) in enumerate(pairwise(anchors))
+        if right - left > threshold
+    ]
+
+
+__all__ = [
+    "ChartPoint",
+    "FleetRisk",
+    "Freshness",
+    "Gap",
+    "StatusCounts",
+    "at_risk_threshold",
+    "backup_status_counts",
+    "backups_in_window",
+    "find_gaps",
+    "fleet_risk",
+    "instance_for_page",
+    "instances_with_stats",
+    "running_backups",
+    "single_node_q",
+    "success_rate",
+    "sync_freshness",
+    "sync_stale_after",
+    "with_last_success",
+    "with_risk",
+]

@@ -1,0 +1,100 @@
+"""What the pages can say about the sync machinery: is the broker up, are workers alive.
+
+:func:`health` never raises because Redis is down or slow: it asks the broker
+with a 0.5 s timeout and reports what it found. The facts about workers and
+runs come from the database, which the pages need anyway.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import Count, Max, Q
+from django.utils import timezone
+
+from backups.choices import SyncOutcome
+from backups.models import SyncRun, WorkerHeartbeat
+
+BROKER_TIMEOUT = 0.5  # seconds
+# Workers write a heartbeat every WORKER_HEARTBEAT_SECONDS; one silent for
+# longer than this is taken for gone.
+WORKER_HEARTBEAT_SECONDS = 15
+WORKER_SILENT_AFTER = timedelta(seconds=4 * WORKER_HEARTBEAT_SECONDS)
+QUEUE = "celery"  # Celery's default queue: every task of ours goes there
+
+
+@dataclass(frozen=True)
+class BrokerState:
+    kind: str  # "redis" or "filesystem"
+    reachable: bool
+    error: str = ""  # never the URL: it may carry a password
+    queued: int | None = None  # messages waiting in our queue, when the broker says
+
+
+@dataclass(frozen=True)
+class SyncHealth:
+    checked_at: datetime
+    broker: BrokerState
+    last_worker_activity: datetime | None  # the newest heartbeat of any worker, stopped or not
+    workers_alive: bool  # a worker that has not stopped sent a heartbeat recently
+    running_runs: int
+    last_run_finished_at: datetime | None  # any scope, skipped runs aside
+
+    @property
+    def ok(self) -> bool:
+        return self.broker.reachable and self.workers_alive
+
+
+def broker_state(timeout: float = BROKER_TIMEOUT) -> BrokerState:
+    url = settings.CELERY_BROKER_URL
+    if url.startswith("filesystem://"):
+        folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            return BrokerState("filesystem", False, f"the queue folder {folder} is missing or not writable")
+        try:
+            queued = sum(1 for name in os.listdir(folder) if name.endswith(f".{QUEUE}.msg"))
+        except OSError as exc:
+            return BrokerState("filesystem", False, f"{type(exc).__name__}: {exc.strerror}")
+        return BrokerState("filesystem", True, queued=queued)
+
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        client.ping()
+        queued = client.llen(QUEUE)
+    except (redis.RedisError, OSError) as exc:
+        return BrokerState("redis", False, f"{type(exc).__name__}: {str(exc)[:200]}")
+    except ValueError as exc:  # a malformed URL
+        return BrokerState("redis", False, f"{type(exc).__name__}")
+    finally:
+        client.close()
+    return BrokerState("redis", True, queued=int(queued))
+
+
+def health(*, now: datetime | None = None) -> SyncHealth:
+    """Broker, workers and runs in three quick queries and one broker round trip (≤ 0.5 s)."""
+    now = now or timezone.now()
+    beats = WorkerHeartbeat.objects.aggregate(
+        last=Max("last_seen"), last_running=Max("last_seen", filter=Q(stopped_at__isnull=True))
+    )
+    runs = SyncRun.objects.aggregate(running=Count("pk", filter=Q(outcome=SyncOutcome.RUNNING)))
+    last_finished = (
+        SyncRun.objects.finished().order_by("-started_at").values_list("finished_at", flat=True).first()
+    )
+    return SyncHealth(
+        checked_at=now,
+        broker=broker_state(),
+        last_worker_activity=beats["last"],
+        workers_alive=beats["last_running"] is not None
+        and now - beats["last_running"] <= WORKER_SILENT_AFTER,
+        running_runs=runs["running"],
+        last_run_finished_at=last_finished,
+    )
+
+
+__all__ = ["BrokerState", "SyncHealth", "broker_state", "health"]

@@ -1,0 +1,277 @@
+"""What the API listed, written to the database: a project's instances, an instance's backups.
+
+Rows are written with bulk upserts (``INSERT ... ON CONFLICT DO UPDATE`` on
+PostgreSQL and SQLite alike), so writing the same listing twice, or two
+listings in any order, leaves the same rows. Only a *complete* listing without
+a time window may mark anything gone, and gone is decided by set difference
+(stored and present, but not listed), never by timestamps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+
+from backups.dcs.client import DcsClient
+from backups.dcs.config import DcsProject
+from backups.dcs.errors import DcsApiError
+from backups.dcs.records import (
+    BackupRecordData,
+    InstanceData,
+    RecordParseError,
+    parse_backup_record,
+    parse_instance,
+)
+from backups.models import BackupRecord, BackupStatusChange, DcsInstance
+
+# Rows per INSERT/UPDATE: under SQLite's bound-variable limit for our widest row.
+BATCH_SIZE = 500
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a listing failed or is not complete; becomes a SyncError row."""
+
+    scope: str
+    error: str
+    message: str
+    status: int | None = None
+    error_code: str = ""
+    request_id: str = ""
+
+    @classmethod
+    def from_exception(cls, scope: str, exc: Exception) -> Problem:
+        if isinstance(exc, DcsApiError):
+            return cls(scope, type(exc).__name__, str(exc)[:1024], exc.status, exc.error_code, exc.request_id)
+        return cls(
+            scope, type(exc).__name__, str(exc)[:1024], request_id=getattr(exc, "request_id", "") or ""
+        )
+
+    @classmethod
+    def incomplete(cls, scope: str, message: str) -> Problem:
+        return cls(scope, "IncompleteListing", message[:1024])
+
+
+def _chunks(items: list, size: int = BATCH_SIZE) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _is_complete(listing) -> bool:
+    return bool(getattr(listing, "complete", True))
+
+
+def _listing_problems(scope: str, listing) -> list[Problem]:
+    return [Problem.incomplete(scope, str(text)) for text in getattr(listing, "problems", ()) or ()]
+
+
+# --- Instances ----------------------------------------------------------------
+
+
+@dataclass
+class InstancesListed:
+    instances: list[DcsInstance]  # every instance listed now, fresh from the database
+    gone: int = 0
+    records_gone: int = 0  # backups of the instances gone
+    complete: bool = True
+    problems: list[Problem] = field(default_factory=list)
+
+
+def sync_project_instances(
+    *, project: DcsProject, client: DcsClient, now: datetime, mark_gone: bool
+) -> InstancesListed:
+    """List and upsert the instances of one project.
+
+    With ``mark_gone`` (full syncs), a complete listing marks the project's
+    instances it no longer contains as gone, and their backups with them. Raises the client's DcsError
+    when the listing fails outright.
+    """
+    scope = f"project {project.region}/{project.project_id}"
+    listing = client.list_instances(project)
+    problems = _listing_problems(scope, listing)
+    listed: dict[str, InstanceData] = {}
+    for raw in listing:
+        try:
+            data = parse_instance(raw)
+        except RecordParseError as exc:
+            problems.append(Problem.from_exception(scope, exc))
+            continue
+        listed.setdefault(data.instance_id, data)
+    complete = _is_complete(listing) and not problems
+
+    rows = [
+        DcsInstance(
+            region=project.region,
+            project_id=project.project_id,
+            instance_id=data.instance_id,
+            first_seen=now,
+            last_seen=now,
+            gone_at=None,
+            **data.model_values(),
+        )
+        for data in listed.values()
+    ]
+    gone = records_gone = 0
+    with transaction.atomic():
+        DcsInstance.objects.bulk_create(
+            rows,
+            batch_size=BATCH_SIZE,
+            update_conflicts=True,
+            unique_fields=["project_id", "instance_id"],
+            update_fields=["region", *InstanceData.MODEL_FIELDS, "last_seen", "gone_at"],
+        )
+        present = list(DcsInstance.objects.filter(project_id=project.project_id, gone_at__isnull=True))
+        if mark_gone and complete:
+            vanished = [instance.pk for instance in present if instance.instance_id not in listed]
+            for chunk in _chunks(vanished):
+                # Its backups went with it. Should it come back, its next listing
+                # is a complete one (no window), which brings back what is listed.
+                gone += DcsInstance.objects.filter(pk__in=chunk).update(
+                    gone_at=now, backups_synced_at=None, backups_checked_at=None
+                )
+                records_gone += BackupRecord.objects.filter(
+                    instance_id__in=chunk, gone_at__isnull=True
+                ).update(gone_at=now)
+    instances = [instance for instance in present if instance.instance_id in listed]
+    return InstancesListed(
+        instances=instances, gone=gone, records_gone=records_gone, complete=complete, problems=problems
+    )
+
+
+# --- Backup records -----------------------------------------------------------
+
+
+@dataclass
+class BackupsListed:
+    records: dict[str, BackupRecordData]
+    complete: bool
+    problems: list[Problem]
+
+
+def fetch_backups(*, instance: DcsInstance, client: DcsClient, begin: datetime | None) -> BackupsListed:
+    """One instance's backup records, parsed; raises the client's DcsError when the listing fails."""
+    scope = f"instance {instance.instance_id}"
+    project = DcsProject(instance.region, instance.project_id)
+    listing = client.list_backup_records(project, instance.instance_id, begin=begin)
+    problems = _listing_problems(scope, listing)
+    records: dict[str, BackupRecordData] = {}
+    for raw in listing:
+        try:
+            data = parse_backup_record(raw, instance_id=instance.instance_id)
+        except RecordParseError as exc:
+            problems.append(Problem.from_exception(scope, exc))
+            continue
+        # The list is newest first; a record repeated on a later page is the
+        # same record seen again after the list shifted, so the first wins.
+        records.setdefault(data.backup_id, data)
+    return BackupsListed(records=records, complete=_is_complete(listing) and not problems, problems=problems)
+
+
+@dataclass
+class StoredCounts:
+    new: int = 0
+    updated: int = 0
+    gone: int = 0
+
+
+@dataclass
+class _Existing:
+    pk: int
+    status: str
+    progress: object
+    raw: dict
+    gone: bool
+
+
+def _existing_records(instance: DcsInstance, backup_ids: list[str] | None) -> dict[str, _Existing]:
+    """Stored rows of the instance: those with these ids, or all of them (None)."""
+    columns = ("backup_id", "pk", "status", "progress", "raw", "gone_at")
+    existing = {}
+    queries = (
+        [instance.backups.all()]
+        if backup_ids is None
+        else [instance.backups.filter(backup_id__in=chunk) for chunk in _chunks(backup_ids)]
+    )
+    for query in queries:
+        for backup_id, pk, status, progress, raw, gone_at in query.order_by().values_list(*columns):
+            existing[backup_id] = _Existing(pk, status, progress, raw, gone_at is not None)
+    return existing
+
+
+def store_backups(
+    *,
+    instance: DcsInstance,
+    records: dict[str, BackupRecordData],
+    now: datetime,
+    windowed: bool,
+    complete: bool,
+) -> StoredCounts:
+    """Upsert one listing of an instance's backups; call it inside a transaction.
+
+    A windowed (incremental) listing writes only new and changed rows, so an
+    unchanged instance costs no writes. A listing without a window also
+    refreshes ``last_seen`` of the unchanged rows and, when ``complete``,
+    marks the stored records it no longer contains as gone.
+    """
+    counts = StoredCounts()
+    existing = _existing_records(instance, list(records) if windowed else None)
+    upserts: list[BackupRecord] = []
+    unchanged: list[int] = []
+    for data in records.values():
+        before = existing.get(data.backup_id)
+        if before is not None and before.raw == data.raw and not before.gone:
+            unchanged.append(before.pk)
+            continue
+        upserts.append(
+            BackupRecord(
+                instance=instance,
+                backup_id=data.backup_id,
+                first_seen=now,
+                last_seen=now,
+                gone_at=None,
+                **data.model_values(),
+            )
+        )
+    BackupRecord.objects.bulk_create(
+        upserts,
+        batch_size=BATCH_SIZE,
+        update_conflicts=True,
+        unique_fields=["instance", "backup_id"],
+        update_fields=[*BackupRecordData.MODEL_FIELDS, "last_seen", "gone_at"],
+    )
+    changes = []
+    for record in upserts:
+        before = existing.get(record.backup_id)
+        if before is None:
+            counts.new += 1
+        else:
+            counts.updated += 1
+        if before is None or (before.status, before.progress) != (record.status, record.progress):
+            changes.append(
+                BackupStatusChange(
+                    record_id=record.pk, observed_at=now, status=record.status, progress=record.progress
+                )
+            )
+    BackupStatusChange.objects.bulk_create(changes, batch_size=BATCH_SIZE)
+    if not windowed:
+        for chunk in _chunks(unchanged):
+            BackupRecord.objects.filter(pk__in=chunk).update(last_seen=now)
+        if complete:
+            vanished = [e.pk for backup_id, e in existing.items() if not e.gone and backup_id not in records]
+            for chunk in _chunks(vanished):
+                counts.gone += BackupRecord.objects.filter(pk__in=chunk).update(gone_at=now)
+    return counts
+
+
+__all__ = [
+    "BackupsListed",
+    "InstancesListed",
+    "Problem",
+    "StoredCounts",
+    "fetch_backups",
+    "store_backups",
+    "sync_project_instances",
+]

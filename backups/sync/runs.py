@@ -1,0 +1,737 @@
+"""Sync runs: start one, plan its instances, run each instance, finish, and reap the stuck.
+
+A run is planned into one :class:`SyncRunItem` per instance. The same
+per-instance code (:func:`run_item`) serves two drivers:
+
+- **in-process** (``manage.py sync_backups``, tests, one-instance syncs): the
+  items run one after the other in this process, no broker needed;
+- **Celery** (beat, "Sync now"): the fleet task plans the run and dispatches the
+  first ``concurrency`` items as tasks; each item task that ends claims the
+  next queued item and dispatches it (a sliding window, so at most
+  ``concurrency`` items of a run are in flight), and the last one to end
+  finishes the run.
+
+Exactly-once counting: an item's writes, its ``done`` state and its counts
+added to the run (F() updates) commit in one transaction, and only an item not
+yet done may count. A redelivered or late task finds its item done and does
+nothing. A run whose workers died stops renewing its lease; the reaper
+(:func:`reap_stuck_runs`, on beat and before every fleet sync) finishes it as
+partial or failed with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, F, Min
+from django.utils import timezone
+
+from backups import locks
+from backups.choices import SyncOutcome
+from backups.dcs.client import DcsClient
+from backups.dcs.errors import DcsError
+from backups.models import (
+    SKIPPED,
+    BackupRecord,
+    DcsInstance,
+    SyncError,
+    SyncKind,
+    SyncRun,
+    SyncRunItem,
+    SyncTrigger,
+)
+from backups.sync.listings import Problem, StoredCounts, fetch_backups, store_backups, sync_project_instances
+
+logger = logging.getLogger("backups.sync")
+
+FLEET_LEASE = "sync:fleet"
+ACTIVE_LEASE = "sync:active"
+# A fleet run's item waits this long for an instance that another run (the
+# active poll, a "Sync now") is syncing right now; those take seconds.
+INSTANCE_LEASE_WAIT = 10.0
+# Errors kept per item; a listing with thousands of bad records keeps a sample.
+MAX_ERRORS_PER_ITEM = 20
+AUTO = "auto"
+
+ProgressCallback = Callable[[int, int], None]  # (instances done, instances total)
+Dispatch = Callable[[int], None]  # hands an item's pk to a worker
+
+State = SyncRunItem.State
+
+
+def data_now(client: DcsClient) -> datetime:
+    """The API's "now": the client's clock when it has one (tests move it by hand)."""
+    clock = getattr(client, "clock", None)
+    return clock() if clock else timezone.now()
+
+
+def _counters(client: DcsClient) -> tuple[int, int, int]:
+    return (
+        getattr(client, "api_calls", 0),
+        getattr(client, "retries", 0),
+        getattr(client, "throttles", 0),
+    )
+
+
+def _delta(client: DcsClient, before: tuple[int, int, int]) -> tuple[int, int, int]:
+    after = _counters(client)
+    return after[0] - before[0], after[1] - before[1], after[2] - before[2]
+
+
+def run_lease_name(run: SyncRun) -> str:
+    if run.kind == SyncKind.ACTIVE:
+        return ACTIVE_LEASE
+    if run.kind == SyncKind.INSTANCE:
+        return f"sync:instance:{run.instance_id}"
+    return FLEET_LEASE
+
+
+def instance_lease_name(instance_pk: int) -> str:
+    return f"instance:{instance_pk}"
+
+
+def _describe_holder(holder: str | None) -> str:
+    if holder and holder.startswith("run-"):
+        return f"run #{holder[4:]}"
+    return holder or "another run"
+
+
+# --- Starting and planning ----------------------------------------------------
+
+
+def resolve_fleet_kind(kind: str) -> str:
+    """``auto`` (beat's tick): full when the last full fleet sync that got through is too old."""
+    if kind in (SyncKind.FULL, SyncKind.INCREMENTAL):
+        return kind
+    last_full = (
+        SyncRun.objects.fleet()
+        .filter(kind=SyncKind.FULL, outcome__in=[SyncOutcome.SUCCEEDED, SyncOutcome.PARTIAL])
+        .order_by("-started_at")
+        .values_list("started_at", flat=True)
+        .first()
+    )
+    due = last_full is None or timezone.now() - last_full >= timedelta(
+        seconds=settings.DCS_FULL_SYNC_INTERVAL
+    )
+    return SyncKind.FULL if due else SyncKind.INCREMENTAL
+
+
+def start_run(
+    *,
+    scope: str,
+    kind: str,
+    trigger: str,
+    requested_by_id: int | None = None,
+    instance: DcsInstance | None = None,
+    task_id: str = "",
+) -> SyncRun:
+    """Record a run and take its lease; a run refused by the lease is recorded as skipped.
+
+    A Celery task delivered again (its worker died before acknowledging it)
+    gets back the run it started the first time, to resume it.
+    """
+    if task_id:
+        existing = SyncRun.objects.filter(task_id=task_id).first()
+        if existing is not None:
+            return existing
+    run = SyncRun.objects.create(
+        scope=scope,
+        kind=kind,
+        trigger=trigger,
+        requested_by_id=requested_by_id,
+        instance=instance,
+        started_at=timezone.now(),
+        concurrency=settings.DCS_SYNC_CONCURRENCY,
+        task_id=task_id,
+    )
+    name = run_lease_name(run)
+    if locks.acquire(name, holder=run.token) is None:
+        reason = f"another {scope} sync is running ({_describe_holder(locks.holder_of(name))})"
+        SyncRun.objects.filter(pk=run.pk).update(outcome=SKIPPED, finished_at=timezone.now(), reason=reason)
+        run.refresh_from_db()
+        _log_run(run)
+    return run
+
+
+def _plan(run: SyncRun, targets: list[tuple[DcsInstance, datetime | None]], **run_fields) -> None:
+    items = [
+        SyncRunItem(run=run, instance=instance, position=position, begin=begin)
+        for position, (instance, begin) in enumerate(targets)
+    ]
+    with transaction.atomic():
+        SyncRunItem.objects.bulk_create(items, batch_size=500)
+        SyncRun.objects.filter(pk=run.pk).update(planned_at=timezone.now(), **run_fields)
+    run.refresh_from_db()
+
+
+def _incremental_windows(instances: list[DcsInstance], overlap: timedelta) -> dict[int, datetime | None]:
+    """Where each instance's listing starts; None: it has never been listed completely."""
+    oldest_active = _oldest_active()
+    windows: dict[int, datetime | None] = {}
+    for instance in instances:
+        since = instance.backups_checked_at or instance.backups_synced_at
+        if instance.backups_synced_at is None or since is None:
+            windows[instance.pk] = None
+            continue
+        begin = since - overlap
+        if instance.pk in oldest_active:
+            # A backup still running may be older than the window: reach back to it.
+            oldest = oldest_active[instance.pk]
+            begin = None if oldest is None else min(begin, oldest - overlap)
+        windows[instance.pk] = begin
+    return windows
+
+
+def _oldest_active() -> dict[int, datetime | None]:
+    """Instance pk → created_at of its oldest waiting or running backup."""
+    return dict(
+        BackupRecord.objects.active()
+        .filter(gone_at__isnull=True, instance__gone_at__isnull=True)
+        .order_by()
+        .values_list("instance_id")
+        .annotate(oldest=Min("created_at"))
+    )
+
+
+def _overlap() -> timedelta:
+    return timedelta(seconds=settings.DCS_INCREMENTAL_OVERLAP)
+
+
+def plan_fleet(run: SyncRun, *, client: DcsClient) -> None:
+    """List every project's instances and queue one item per instance listed."""
+    if run.planned_at is not None:
+        return
+    before = _counters(client)
+    now = data_now(client)
+    instances: list[DcsInstance] = []
+    gone = records_gone = 0
+    problems: list[Problem] = []
+    for project in client.config.projects:
+        try:
+            listed = sync_project_instances(
+                project=project, client=client, now=now, mark_gone=run.kind == SyncKind.FULL
+            )
+        except DcsError as exc:
+            problems.append(Problem.from_exception(f"project {project.region}/{project.project_id}", exc))
+            continue
+        problems.extend(listed.problems)
+        instances.extend(listed.instances)
+        gone += listed.gone
+        records_gone += listed.records_gone
+    windows = _incremental_windows(instances, _overlap()) if run.kind == SyncKind.INCREMENTAL else {}
+    _record_errors(run.pk, problems, instance=None)
+    calls, retries, throttles = _delta(client, before)
+    _plan(
+        run,
+        [(instance, windows.get(instance.pk)) for instance in instances],
+        instances_seen=len(instances),
+        instances_gone=gone,
+        records_gone=F("records_gone") + records_gone,
+        api_calls=F("api_calls") + calls,
+        retries=F("retries") + retries,
+        throttles=F("throttles") + throttles,
+        error_count=F("error_count") + len(problems),
+    )
+
+
+def start_fleet_run(
+    *, kind: str = SyncKind.FULL, trigger: str, requested_by_id: int | None = None, task_id: str = ""
+) -> SyncRun:
+    reap_stuck_runs()
+    return start_run(
+        scope=SyncRun.FLEET_SCOPE,
+        kind=resolve_fleet_kind(kind),
+        trigger=trigger,
+        requested_by_id=requested_by_id,
+        task_id=task_id,
+    )
+
+
+def start_active_run(*, trigger: str = SyncTrigger.BEAT, task_id: str = "") -> SyncRun | None:
+    """A run over the instances with a waiting or running backup; None when there are none.
+
+    Each lists only a window that starts an overlap before its oldest running
+    backup, so progress bars move without a full listing every few seconds.
+    """
+    oldest_active = _oldest_active()
+    if not oldest_active:
+        return None
+    if locks.holder_of(ACTIVE_LEASE) is not None:
+        # The previous poll is still at it; a poll every few seconds needs no record of this.
+        logger.debug("sync: active poll skipped, the previous one is still running")
+        return None
+    run = start_run(scope=SyncRun.ACTIVE_SCOPE, kind=SyncKind.ACTIVE, trigger=trigger, task_id=task_id)
+    if run.outcome != SyncOutcome.RUNNING or run.planned_at is not None:
+        return run
+    now = timezone.now()
+    overlap = _overlap()
+    instances = DcsInstance.objects.filter(pk__in=list(oldest_active)).order_by("pk")
+    targets = [(instance, (oldest_active[instance.pk] or now) - overlap) for instance in instances]
+    _plan(run, targets, instances_seen=len(targets))
+    return run
+
+
+def start_instance_run(
+    *,
+    instance: DcsInstance,
+    trigger: str,
+    requested_by_id: int | None = None,
+    task_id: str = "",
+) -> SyncRun:
+    run = start_run(
+        scope=f"instance {instance.instance_id}",
+        kind=SyncKind.INSTANCE,
+        trigger=trigger,
+        requested_by_id=requested_by_id,
+        instance=instance,
+        task_id=task_id,
+    )
+    if run.outcome == SyncOutcome.RUNNING and run.planned_at is None:
+        _plan(run, [(instance, None)], instances_seen=1)
+    return run
+
+
+# --- Claiming items -------------------------------------------------------------
+
+
+def claim_next(run_id: int) -> int | None:
+    """Move the run's next queued item to dispatched; its pk, or None when none is left.
+
+    A conditional UPDATE: of two workers claiming at once, one gets it and the
+    other moves on to the next item.
+    """
+    while True:
+        pk = (
+            SyncRunItem.objects.filter(run_id=run_id, state=State.QUEUED)
+            .order_by("position")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if pk is None:
+            return None
+        claimed = SyncRunItem.objects.filter(pk=pk, state=State.QUEUED).update(
+            state=State.DISPATCHED, dispatched_at=timezone.now()
+        )
+        if claimed:
+            return pk
+
+
+def _dispatch(pk: int, dispatch: Dispatch) -> bool:
+    try:
+        dispatch(pk)
+    except Exception:
+        # The broker is down: put the item back. Nothing is in flight to pick it
+        # up, so the run stalls and the reaper finishes it as partial.
+        logger.exception("sync: could not dispatch item %s", pk)
+        SyncRunItem.objects.filter(pk=pk, state=State.DISPATCHED).update(
+            state=State.QUEUED, dispatched_at=None
+        )
+        return False
+    return True
+
+
+def dispatch_window(run: SyncRun, *, dispatch: Dispatch) -> SyncRun | None:
+    """Dispatch items until ``run.concurrency`` are in flight; finish a run with none."""
+    if run.outcome != SyncOutcome.RUNNING:
+        return None
+    in_flight = SyncRunItem.objects.filter(run_id=run.pk, state__in=[State.DISPATCHED, State.RUNNING]).count()
+    for _ in range(max(0, run.concurrency - in_flight)):
+        pk = claim_next(run.pk)
+        if pk is None:
+            break
+        if not _dispatch(pk, dispatch):
+            break
+    return finish_if_done(run.pk)
+
+
+def advance_run(run_id: int, *, dispatch: Dispatch) -> SyncRun | None:
+    """After an item ended: dispatch the next one, or finish the run when all are done."""
+    if not SyncRun.objects.filter(pk=run_id, outcome=SyncOutcome.RUNNING).exists():
+        return None
+    pk = claim_next(run_id)
+    if pk is not None:
+        _dispatch(pk, dispatch)
+        return None
+    return finish_if_done(run_id)
+
+
+# --- One instance ---------------------------------------------------------------
+
+
+def run_item(item_pk: int, *, client: DcsClient) -> SyncRunItem | None:
+    """Sync one item's instance: the per-instance code of every driver.
+
+    Returns None when there was nothing to do (the item is done already, or
+    its run was finished without it).
+    """
+    item = SyncRunItem.objects.select_related("run", "instance").filter(pk=item_pk).first()
+    if item is None or item.state == State.DONE or item.run.outcome != SyncOutcome.RUNNING:
+        return None
+    run = item.run
+    SyncRunItem.objects.filter(pk=item.pk).exclude(state=State.DONE).update(
+        state=State.RUNNING, started_at=timezone.now()
+    )
+    run_lease = locks.held(run_lease_name(run), holder=run.token)
+    run_lease.renew()
+    wait = 0.0 if run.kind == SyncKind.ACTIVE else INSTANCE_LEASE_WAIT
+    name = instance_lease_name(item.instance_id)
+    lease = locks.acquire(name, holder=run.token, wait=wait)
+    if lease is None:
+        holder = _describe_holder(locks.holder_of(name))
+        if run.kind == SyncKind.ACTIVE:
+            # Another run is listing this instance right now: its progress moves anyway.
+            _finish_item(item, outcome=SKIPPED, problems=[])
+        else:
+            problem = Problem(
+                f"instance {item.instance.instance_id}",
+                "InstanceBusy",
+                f"not synced: {holder} was syncing this instance for longer than {INSTANCE_LEASE_WAIT:g} s",
+            )
+            _finish_item(item, outcome=SyncOutcome.FAILED, problems=[problem])
+        return item
+    try:
+        with locks.keep_alive(lease, run_lease):
+            _sync_item(item, client=client)
+    finally:
+        lease.release()
+    return item
+
+
+def _sync_item(item: SyncRunItem, *, client: DcsClient) -> None:
+    instance = item.instance
+    scope = f"instance {instance.instance_id}"
+    before = _counters(client)
+    now = data_now(client)
+    listed = None
+    try:
+        listed = fetch_backups(instance=instance, client=client, begin=item.begin)
+        problems = listed.problems
+    except DcsError as exc:
+        problems = [Problem.from_exception(scope, exc)]
+    except Exception as exc:
+        # A bug, not the API: recorded on the run, which goes on with the next instance.
+        logger.exception("sync: instance %s failed", instance.instance_id)
+        problems = [Problem.from_exception(scope, exc)]
+    calls, retries, throttles = _delta(client, before)
+    windowed = item.begin is not None
+    with transaction.atomic():
+        counts = StoredCounts()
+        if listed is not None:
+            counts = store_backups(
+                instance=instance,
+                records=listed.records,
+                now=now,
+                windowed=windowed,
+                complete=listed.complete,
+            )
+            if listed.complete:
+                # The next incremental listing starts here, less the overlap.
+                stamps = {"backups_checked_at": now}
+                if not windowed:
+                    stamps["backups_synced_at"] = now
+                DcsInstance.objects.filter(pk=instance.pk).update(**stamps)
+        if listed is None:
+            outcome = SyncOutcome.FAILED
+        elif problems:
+            outcome = SyncOutcome.PARTIAL
+        else:
+            outcome = SyncOutcome.SUCCEEDED
+        _finish_item(
+            item,
+            outcome=outcome,
+            problems=problems,
+            counts=counts,
+            api_calls=calls,
+            retries=retries,
+            throttles=throttles,
+        )
+
+
+def _finish_item(
+    item: SyncRunItem,
+    *,
+    outcome: str,
+    problems: list[Problem],
+    counts: StoredCounts | None = None,
+    api_calls: int = 0,
+    retries: int = 0,
+    throttles: int = 0,
+) -> bool:
+    """Mark the item done and add its counts to the run, once; False if it was done already."""
+    counts = counts or StoredCounts()
+    with transaction.atomic():
+        done = (
+            SyncRunItem.objects.filter(pk=item.pk)
+            .exclude(state=State.DONE)
+            .update(
+                state=State.DONE,
+                outcome=outcome,
+                records_new=counts.new,
+                records_updated=counts.updated,
+                records_gone=counts.gone,
+                api_calls=api_calls,
+                finished_at=timezone.now(),
+            )
+        )
+        if not done:
+            # The reaper gave up on this item while it ran: what it wrote is
+            # good data, but the run's counts are closed.
+            return False
+        kept = _record_errors(item.run_id, problems, instance=item.instance)
+        # The run's row last, so concurrent items of the run hold its lock briefly.
+        SyncRun.objects.filter(pk=item.run_id).update(
+            records_new=F("records_new") + counts.new,
+            records_updated=F("records_updated") + counts.updated,
+            records_gone=F("records_gone") + counts.gone,
+            api_calls=F("api_calls") + api_calls,
+            retries=F("retries") + retries,
+            throttles=F("throttles") + throttles,
+            error_count=F("error_count") + kept,
+            instances_synced=F("instances_synced") + (1 if outcome == SyncOutcome.SUCCEEDED else 0),
+            instances_failed=F("instances_failed")
+            + (1 if outcome in (SyncOutcome.FAILED, SyncOutcome.PARTIAL) else 0),
+        )
+    return True
+
+
+def _record_errors(run_id: int, problems: list[Problem], *, instance: DcsInstance | None) -> int:
+    if not problems:
+        return 0
+    kept = problems[:MAX_ERRORS_PER_ITEM]
+    now = timezone.now()
+    rows = [
+        SyncError(
+            run_id=run_id,
+            instance=instance,
+            scope=p.scope[:255],
+            error=p.error[:64],
+            status=p.status,
+            error_code=p.error_code[:64],
+            error_msg=p.message,
+            request_id=p.request_id[:128],
+            occurred_at=now,
+        )
+        for p in kept
+    ]
+    if len(problems) > len(kept):
+        rows.append(
+            SyncError(
+                run_id=run_id,
+                instance=instance,
+                scope=kept[0].scope[:255],
+                error="MoreErrors",
+                error_msg=f"{len(problems) - len(kept)} more errors not kept",
+                occurred_at=now,
+            )
+        )
+    SyncError.objects.bulk_create(rows)
+    return len(rows)
+
+
+# --- Finishing ----------------------------------------------------------------
+
+
+def _outcome_of(run_id: int) -> str:
+    by_outcome = dict(
+        SyncRunItem.objects.filter(run_id=run_id).order_by().values_list("outcome").annotate(n=Count("id"))
+    )
+    run_errors = SyncError.objects.filter(run_id=run_id, instance__isnull=True).exists()
+    got_data = by_outcome.get(SyncOutcome.SUCCEEDED, 0) + by_outcome.get(SyncOutcome.PARTIAL, 0)
+    bad = by_outcome.get(SyncOutcome.FAILED, 0) + by_outcome.get(SyncOutcome.PARTIAL, 0)
+    if not bad and not run_errors:
+        return SyncOutcome.SUCCEEDED
+    return SyncOutcome.PARTIAL if got_data else SyncOutcome.FAILED
+
+
+def finish_if_done(run_id: int) -> SyncRun | None:
+    """Finish the run when none of its items is left; the run, or None."""
+    if SyncRunItem.objects.filter(run_id=run_id).exclude(state=State.DONE).exists():
+        return None
+    return finalize_run(run_id)
+
+
+def finalize_run(run_id: int, *, reason: str = "") -> SyncRun | None:
+    """Set the run's outcome and end, release its leases and log its line; once.
+
+    Returns None when another worker finished it first.
+    """
+    outcome = _outcome_of(run_id)
+    finished = SyncRun.objects.filter(pk=run_id, outcome=SyncOutcome.RUNNING).update(
+        outcome=outcome, finished_at=timezone.now(), reason=reason
+    )
+    if not finished:
+        return None
+    locks.release_all(f"run-{run_id}")
+    run = SyncRun.objects.get(pk=run_id)
+    _log_run(run)
+    return run
+
+
+def abandon_run(run_id: int, *, reason: str, error: str = "Stalled") -> SyncRun | None:
+    """Give up on a run's unfinished items and finish it with the reason."""
+    now = timezone.now()
+    with transaction.atomic():
+        abandoned = (
+            SyncRunItem.objects.filter(run_id=run_id)
+            .exclude(state=State.DONE)
+            .update(state=State.DONE, outcome=SyncOutcome.FAILED, finished_at=now)
+        )
+        if abandoned:
+            reason = f"{reason}; {abandoned} instance(s) not synced"
+        SyncError.objects.create(run_id=run_id, scope="run", error=error, error_msg=reason, occurred_at=now)
+        SyncRun.objects.filter(pk=run_id).update(
+            error_count=F("error_count") + 1, instances_failed=F("instances_failed") + abandoned
+        )
+    return finalize_run(run_id, reason=reason)
+
+
+def reap_stuck_runs() -> list[SyncRun]:
+    """Finish runs whose leases ran out: their worker died, or their tasks were lost.
+
+    A working run renews its lease every ttl/3; one that has not for a whole
+    ttl has nobody left working on it.
+    """
+    ttl = settings.DCS_SYNC_LEASE_TTL
+    cutoff = timezone.now() - timedelta(seconds=ttl)
+    reaped = []
+    for run_id in SyncRun.objects.running().filter(started_at__lt=cutoff).values_list("pk", flat=True):
+        if locks.holds_any(f"run-{run_id}"):
+            continue
+        reason = (
+            f"stopped making progress: its lease was not renewed for {ttl} s "
+            "(a worker died, or a task was lost while the broker or the workers were down)"
+        )
+        run = abandon_run(run_id, reason=reason)
+        if run is not None:
+            logger.warning("sync run=%s reaped: %s", run.pk, run.reason)
+            reaped.append(run)
+    return reaped
+
+
+def _log_run(run: SyncRun) -> None:
+    """One line per run, with the counts the run records; no secret is ever in a run."""
+    duration = run.duration.total_seconds() if run.duration else 0.0
+    if run.outcome == SKIPPED:
+        logger.info(
+            "sync run=%s kind=%s trigger=%s scope=%s outcome=skipped reason=%s",
+            run.pk,
+            run.kind,
+            run.trigger,
+            json.dumps(run.scope),
+            json.dumps(run.reason),
+        )
+        return
+    logger.info(
+        "sync run=%s kind=%s trigger=%s scope=%s outcome=%s instances=%d instances_gone=%d "
+        "instances_synced=%d instances_failed=%d records_new=%d records_updated=%d records_gone=%d "
+        "api_calls=%d retries=%d throttles=%d errors=%d duration=%.2fs",
+        run.pk,
+        run.kind,
+        run.trigger,
+        json.dumps(run.scope),
+        run.outcome,
+        run.instances_seen,
+        run.instances_gone,
+        run.instances_synced,
+        run.instances_failed,
+        run.records_new,
+        run.records_updated,
+        run.records_gone,
+        run.api_calls,
+        run.retries,
+        run.throttles,
+        run.error_count,
+        duration,
+    )
+
+
+# --- Housekeeping ---------------------------------------------------------------
+
+# Items say which instance a run synced how; after a day the run's counts and
+# errors say enough.
+ITEM_RETENTION = timedelta(days=1)
+PRUNE_BATCH = 1000
+
+
+def prune_history(*, now: datetime | None = None) -> dict[str, int]:
+    """Delete, a batch at a time, items of runs older than a day and runs past their retention."""
+    now = now or timezone.now()
+    item_pks = list(
+        SyncRunItem.objects.filter(run__finished_at__lt=now - ITEM_RETENTION).values_list("pk", flat=True)[
+            :PRUNE_BATCH
+        ]
+    )
+    items = SyncRunItem.objects.filter(pk__in=item_pks).delete()[0] if item_pks else 0
+    retention = timedelta(days=settings.DCS_SYNC_RUN_RETENTION_DAYS)
+    run_pks = list(
+        SyncRun.objects.filter(finished_at__lt=now - retention)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:PRUNE_BATCH]
+    )
+    if run_pks:
+        # The runs' items and errors go with them (CASCADE).
+        SyncRun.objects.filter(pk__in=run_pks).delete()
+    return {"items_pruned": items, "runs_pruned": len(run_pks)}
+
+
+# --- In-process driver ----------------------------------------------------------
+
+
+def run_in_process(
+    run: SyncRun,
+    *,
+    client: DcsClient,
+    plan: Callable[[], None] | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> SyncRun:
+    """Plan (if needed) and run every item here, one after the other; returns the finished run."""
+    if run.outcome != SyncOutcome.RUNNING:
+        return run
+    try:
+        with locks.keep_alive(locks.held(run_lease_name(run), holder=run.token)):
+            if plan is not None:
+                plan()
+            total = SyncRunItem.objects.filter(run_id=run.pk).count()
+            done = SyncRunItem.objects.filter(run_id=run.pk, state=State.DONE).count()
+            if on_progress:
+                on_progress(done, total)
+            while (pk := claim_next(run.pk)) is not None:
+                run_item(pk, client=client)
+                done += 1
+                if on_progress:
+                    on_progress(done, total)
+    except Exception as exc:
+        # A bug or a database failure: the run is recorded as failed with the
+        # reason rather than left "running" until the reaper finds it.
+        logger.exception("sync run=%s crashed", run.pk)
+        abandon_run(run.pk, reason=f"{type(exc).__name__}: {exc}"[:1024], error=type(exc).__name__)
+    finish_if_done(run.pk)
+    return SyncRun.objects.get(pk=run.pk)
+
+
+__all__ = [
+    "AUTO",
+    "FLEET_LEASE",
+    "abandon_run",
+    "advance_run",
+    "claim_next",
+    "data_now",
+    "dispatch_window",
+    "finalize_run",
+    "finish_if_done",
+    "plan_fleet",
+    "prune_history",
+    "reap_stuck_runs",
+    "resolve_fleet_kind",
+    "run_in_process",
+    "run_item",
+    "start_active_run",
+    "start_fleet_run",
+    "start_instance_run",
+    "start_run",
+]

@@ -1,0 +1,154 @@
+"""The overview (``/``): the fleet's backup health at a glance.
+
+Six queries whatever the fleet's size: session, user, the status counts (one
+aggregate), the running backups, the at-risk and single-node instances (one
+query, split in Python), and the newest fleet sync (with its last success as a
+subquery). The live part (running backups and data freshness) refreshes itself
+every 5 s: an HTMX request gets only ``_overview_live.html``, which asks just
+those two questions.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
+from django.views.generic import TemplateView
+
+from backups.choices import BackupStatus, SyncOutcome
+from backups.selectors import backup_status_counts, fleet_risk, running_backups, sync_freshness
+from backups.tables.instances import age_html, instance_url
+from backups.timewindow import PRESETS
+
+OVERVIEW_WINDOWS = ("24h", "7d", "30d")
+WINDOW_LABELS = {
+    "24h": _lazy("the last 24 hours"),
+    "7d": _lazy("the last 7 days"),
+    "30d": _lazy("the last 30 days"),
+    "90d": _lazy("the last 90 days"),
+}
+DEFAULT_WINDOW = "24h"
+# The overview lists this many at-risk (and single-node) instances; the fleet
+# page has the rest.
+LIST_LIMIT = 25
+
+
+def parse_window(raw: str | None, *, choices: tuple[str, ...], default: str) -> tuple[str, str]:
+    """The window asked for and "", or the default and a message saying why."""
+    if raw is None or not raw.strip():
+        return default, ""
+    value = raw.strip().lower()
+    if value in choices:
+        return value, ""
+    return default, _("“%(value)s” is not a period this page offers (%(choices)s): showing %(default)s.") % {
+        "value": raw.strip()[:40],
+        "choices": ", ".join(choices),
+        "default": default,
+    }
+
+
+def is_partial_request(request) -> bool:
+    htmx = getattr(request, "htmx", None)
+    # A history restore wants the whole page back, not a fragment.
+    return bool(htmx) and not htmx.history_restore_request
+
+
+class OverviewView(TemplateView):
+    template_name = "backups/overview.html"
+    partial_template_name = "backups/_overview_live.html"
+
+    def get_template_names(self) -> list[str]:
+        if is_partial_request(self.request):
+            return [self.partial_template_name]
+        return [self.template_name]
+
+    def get_context_data(self, **kwargs) -> dict:
+        context = super().get_context_data(**kwargs)
+        now = timezone.now()
+        window, problem = parse_window(
+            self.request.GET.get("window"), choices=OVERVIEW_WINDOWS, default=DEFAULT_WINDOW
+        )
+        context.update(now=now, window=window, **self.live_context(now))
+        if not is_partial_request(self.request):
+            context.update(
+                param_errors=[problem] if problem else [],
+                windows=[(name, WINDOW_LABELS[name], name == window) for name in OVERVIEW_WINDOWS],
+                window_label=WINDOW_LABELS[window],
+                **self.counts_context(now, window),
+                **self.risk_context(now),
+            )
+        return context
+
+    def live_context(self, now) -> dict:
+        freshness = sync_freshness(now=now)
+        running = [
+            {
+                "record": record,
+                "url": instance_url(record.instance),
+                "age": age_html(record.created_at, now=now),
+            }
+            for record in running_backups()
+        ]
+        return {
+            "running": running,
+            "freshness": freshness,
+            "freshness_color": SyncOutcome.color_of(
+                freshness.last_run.outcome if freshness.last_run else None
+            ),
+            "freshness_finished_age": age_html(
+                freshness.last_run.finished_at if freshness.last_run else None, now=now
+            ),
+            "freshness_success_age": age_html(freshness.last_success_at, now=now),
+            "freshness_running_age": age_html(freshness.running_since, now=now),
+            "stale_minutes": int(freshness.stale_after.total_seconds() // 60),
+        }
+
+    def counts_context(self, now, window: str) -> dict:
+        counts = backup_status_counts(since=now - PRESETS[window])
+        list_url = reverse("backups:backup-list")
+        tiles = [
+            {
+                "status": status.value,
+                "label": status.label,
+                "color": BackupStatus.color_of(status.value),
+                "count": counts.by_status[status.value],
+                "url": f"{list_url}?{urlencode({'status': status.value, 'created_after': window})}",
+            }
+            for status in BackupStatus
+        ]
+        return {
+            "counts": counts,
+            "status_tiles": tiles,
+            "all_backups_url": f"{list_url}?{urlencode({'created_after': window})}",
+            "success_rate": counts.success_rate,
+        }
+
+    def risk_context(self, now) -> dict:
+        risk = fleet_risk(now=now)
+
+        def item(instance):
+            return {
+                "instance": instance,
+                "url": instance_url(instance),
+                "age": age_html(instance.last_success_at, now=now),
+            }
+
+        return {
+            "risk": risk,
+            "risk_hours": int(risk.threshold.total_seconds() // 3600),
+            "at_risk": [item(instance) for instance in risk.at_risk[:LIST_LIMIT]],
+            "at_risk_more": max(len(risk.at_risk) - LIST_LIMIT, 0),
+            "single_node": [item(instance) for instance in risk.single_node[:LIST_LIMIT]],
+            "single_node_more": max(len(risk.single_node) - LIST_LIMIT, 0),
+            "at_risk_url": f"{reverse('backups:instance-list')}?at_risk=yes",
+        }
+
+    def render_to_response(self, context, **response_kwargs):
+        response = super().render_to_response(context, **response_kwargs)
+        # The same URL answers with a fragment or a page: caches must not mix them.
+        patch_vary_headers(response, ("HX-Request",))
+        return response

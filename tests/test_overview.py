@@ -1,0 +1,375 @@
+import re
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from tests.factories import make_instance, make_record, make_sync_run
+
+URL = "/"
+# Pinned: session, user, the status counts, the running backups, the at-risk
+# and single-node instances, the newest fleet sync. The live partial asks
+# only the last two of its own.
+OVERVIEW_QUERIES = 6
+LIVE_QUERIES = 4
+HOUR = timedelta(hours=1)
+
+
+def count_of(html: str, status: str) -> int:
+    match = re.search(
+        r'<a class="card stat stat--\w+" href="/backups/\?status=' + status + r'&amp;created_after=\w+">\s*'
+        r'<span class="stat__count">(\d+)</span>',
+        html,
+    )
+    assert match, f"no tile for {status}"
+    return int(match.group(1))
+
+
+def section(html: str, element_id: str) -> str:
+    start = html.index(f'id="{element_id}"')
+    return html[start : html.index("</section>", start)]
+
+
+# --- URLs ------------------------------------------------------------------------
+
+
+def test_it_names_the_overview():
+    assert reverse("backups:overview") == "/"
+    assert reverse("backups:home") == "/"
+
+
+@pytest.mark.django_db
+def test_it_shows_the_overview_at_the_root(admin_client):
+    response = admin_client.get(URL)
+
+    assert response.status_code == 200
+    assert "<h1>Overview</h1>" in response.text
+    assert 'href="/static/css/fleet.css"' in response.text
+    assert 'aria-current="page">Overview</a>' in response.text
+
+
+@pytest.mark.django_db
+def test_it_asks_for_login(client):
+    response = client.get(URL)
+
+    assert response.status_code == 302
+    assert "/login/" in response.url
+
+
+# --- Counts ----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_counts_backups_of_the_last_24_hours_by_default(admin_client):
+    now = timezone.now()
+    instance = make_instance()
+    make_record(instance, status="succeed", created_at=now - HOUR)
+    make_record(instance, status="succeed", created_at=now - 2 * HOUR)
+    make_record(instance, status="failed", created_at=now - 3 * HOUR)
+    make_record(instance, status="failed", created_at=now - 3 * 24 * HOUR)
+
+    html = admin_client.get(URL).text
+
+    assert count_of(html, "succeed") == 2
+    assert count_of(html, "failed") == 1
+    assert count_of(html, "waiting") == 0
+    assert "Backups created in the last 24 hours" in html
+
+
+@pytest.mark.django_db
+def test_it_links_each_count_to_the_backup_list(admin_client):
+    html = admin_client.get(URL + "?window=7d").text
+
+    for status in ("waiting", "backuping", "succeed", "failed", "expired", "deleted"):
+        assert f'href="/backups/?status={status}&amp;created_after=7d"' in html
+    assert 'href="/backups/?created_after=7d"' in html
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("window", "included"), [("24h", 1), ("7d", 2), ("30d", 3)])
+def test_it_counts_over_the_window_asked_for(admin_client, window, included):
+    now = timezone.now()
+    for age in (HOUR, 3 * 24 * HOUR, 20 * 24 * HOUR, 60 * 24 * HOUR):
+        make_record(status="failed", created_at=now - age)
+
+    html = admin_client.get(URL, {"window": window}).text
+
+    assert count_of(html, "failed") == included
+    assert f'href="?window={window}" aria-current="true"' in html
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("window", ["1y", "<script>", "24", "-7d"])
+def test_it_explains_a_window_it_does_not_offer_and_uses_the_default(admin_client, window):
+    make_record(status="failed", created_at=timezone.now() - 3 * 24 * HOUR)
+
+    response = admin_client.get(URL, {"window": window})
+
+    assert response.status_code == 200
+    assert "is not a period this page offers (24h, 7d, 30d): showing 24h." in response.text
+    assert "<script>" not in response.text.split("<main", 1)[1]
+    assert count_of(response.text, "failed") == 0
+    assert 'href="?window=24h" aria-current="true"' in response.text
+
+
+@pytest.mark.django_db
+def test_it_shows_the_success_rate_with_one_decimal_and_its_counts(admin_client):
+    now = timezone.now()
+    for status in ("succeed", "succeed", "failed", "waiting"):
+        make_record(status=status, created_at=now - HOUR)
+
+    html = admin_client.get(URL).text
+
+    assert '<span class="stat__count">66.7 %</span>' in html
+    assert "2 succeeded, 1 failed (3 finished)" in html
+
+
+@pytest.mark.django_db
+def test_it_shows_no_success_rate_when_nothing_finished(admin_client):
+    make_record(status="backuping", created_at=timezone.now() - HOUR)
+
+    html = admin_client.get(URL).text
+
+    assert "No backup finished in this period." in html
+    assert '<span class="stat__count">—</span>' in html
+
+
+# --- Running now -----------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_shows_running_backups_with_progress_and_instance_links(admin_client):
+    now = timezone.now()
+    instance = make_instance(name="orders-cache")
+    make_record(instance, backup_name="running-one", status="backuping", progress=42.5, created_at=now - HOUR)
+    make_record(instance, backup_name="waiting-one", status="waiting", progress=None, created_at=now)
+    make_record(instance, backup_name="frozen", status="backuping", created_at=now, gone_at=now)
+    make_record(instance, backup_name="done", status="succeed", created_at=now)
+
+    live = section(admin_client.get(URL).text, "running-title")
+
+    assert '<span class="overview-card__count">2</span>' in live
+    assert f'href="/instances/{instance.instance_id}/">orders-cache</a>' in live
+    assert 'value="42.50"' in live and "42.5%" in live
+    assert "waiting-one" in live
+    assert "frozen" not in live and "done" not in live
+    assert re.search(r'started <time class="age" datetime="[^"]+" title="[^"]+">1 h ago</time>', live)
+
+
+@pytest.mark.django_db
+def test_it_says_when_nothing_is_running(admin_client):
+    assert "No backup is waiting or running." in admin_client.get(URL).text
+
+
+# --- At risk -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_lists_instances_at_risk_worst_first_with_their_age(admin_client):
+    now = timezone.now()
+    old = make_instance(name="old-one")
+    make_record(old, status="succeed", created_at=now - 50 * HOUR)
+    older = make_instance(name="older-one")
+    make_record(older, status="succeed", created_at=now - 80 * HOUR)
+    never = make_instance(name="never-one")
+    fine = make_instance(name="fine-one")
+    make_record(fine, status="succeed", created_at=now - HOUR)
+
+    html = section(admin_client.get(URL).text, "risk-title")
+
+    names = re.findall(r'class="instance__name" href="[^"]+">([^<]+)</a>', html)
+    assert names == ["never-one", "older-one", "old-one"]
+    assert "never backed up" in html
+    assert "3 d ago" in html and "2 d ago" in html
+    assert '<span class="overview-card__count overview-card__count--red">3</span>' in html
+    assert never.instance_id in html
+
+
+@pytest.mark.django_db
+def test_it_lists_single_node_instances_apart(admin_client):
+    make_instance(name="tiny-cache", spec_code="redis.single.xu1.tiny.128")
+
+    html = section(admin_client.get(URL).text, "risk-title")
+
+    assert "Every listed instance that can be backed up has a recent successful backup." in html
+    assert "Not backed up by design" in html
+    assert "tiny-cache" in html
+    assert '<span class="overview-card__count">1</span>' in html
+
+
+@pytest.mark.django_db
+def test_it_leaves_gone_instances_out(admin_client):
+    make_instance(name="gone-one", gone_at=timezone.now())
+
+    html = admin_client.get(URL).text
+
+    assert "gone-one" not in html
+
+
+@pytest.mark.django_db
+def test_it_caps_the_at_risk_list_and_links_to_the_rest(admin_client):
+    for n in range(27):
+        make_instance(name=f"risky-{n:02d}")
+
+    html = admin_client.get(URL).text
+
+    assert "and 2 more instances at risk" in html
+    assert 'href="/instances/?at_risk=yes"' in html
+
+
+@pytest.mark.django_db
+def test_it_escapes_instance_names(admin_client):
+    make_instance(name="<script>alert(1)</script>")
+    make_instance(name="<b>single</b>", spec_code="redis.single.x")
+
+    html = admin_client.get(URL).text
+
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<b>single</b>" not in html
+
+
+# --- Freshness -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_warns_when_no_sync_has_finished(admin_client):
+    html = section(admin_client.get(URL).text, "freshness-title")
+
+    assert "No fleet sync has finished yet" in html
+    assert "alert--warning" in html
+
+
+@pytest.mark.django_db
+def test_it_says_up_to_date_after_a_recent_sync(admin_client):
+    now = timezone.now()
+    make_sync_run(started_at=now - 2 * timedelta(minutes=1), finished_at=now - timedelta(minutes=1))
+
+    html = section(admin_client.get(URL).text, "freshness-title")
+
+    assert "Up to date." in html
+    assert "alert" not in html
+    assert '<span class="badge badge--green">Succeeded</span>' in html
+
+
+@pytest.mark.django_db
+def test_it_warns_when_the_last_success_is_stale(admin_client, settings):
+    settings.DASHBOARD_SYNC_STALE_MINUTES = 30
+    now = timezone.now()
+    make_sync_run(started_at=now - 2 * HOUR, finished_at=now - HOUR)
+
+    html = section(admin_client.get(URL).text, "freshness-title")
+
+    assert "The last successful fleet sync is more than 30 minutes old" in html
+    assert "1 h ago" in html
+
+
+@pytest.mark.django_db
+def test_it_warns_about_a_failed_sync_and_shows_its_errors_escaped(admin_client):
+    now = timezone.now()
+    make_sync_run(started_at=now - 3 * HOUR, finished_at=now - 3 * HOUR)
+    make_sync_run(
+        started_at=now - HOUR,
+        outcome="failed",
+        errors=[{"scope": "project cn-north-4", "message": "<img src=x onerror=alert(1)> APIG.0301"}],
+    )
+
+    html = section(admin_client.get(URL).text, "freshness-title")
+
+    assert "The last fleet sync failed" in html
+    assert "alert--error" in html
+    assert '<span class="badge badge--red">Failed</span>' in html
+    assert "<img src=x" not in html
+    assert "project cn-north-4: &lt;img src=x onerror=alert(1)&gt; APIG.0301" in html
+    assert "3 h ago" in html
+
+
+@pytest.mark.django_db
+def test_it_warns_about_a_partial_sync(admin_client):
+    make_sync_run(started_at=timezone.now() - HOUR, outcome="partial", errors=["instance abc: timed out"])
+
+    html = section(admin_client.get(URL).text, "freshness-title")
+
+    assert "The last fleet sync was partial" in html
+    assert "instance abc: timed out" in html
+
+
+# --- Live refresh ----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_refreshes_the_live_part_every_5_seconds(admin_client):
+    html = admin_client.get(URL + "?window=7d").text
+
+    assert re.search(
+        r'<div id="overview-live" class="overview__live" hx-get="/\?window=7d" hx-trigger="every 5s" '
+        r'hx-select="#overview-live" hx-swap="outerHTML">',
+        html,
+    )
+
+
+@pytest.mark.django_db
+def test_it_answers_htmx_with_the_live_part_only(admin_client):
+    instance = make_instance(name="live-cache")
+    make_record(instance, status="backuping", progress=10, created_at=timezone.now())
+
+    response = admin_client.get(URL, headers={"HX-Request": "true"})
+
+    assert response.status_code == 200
+    assert response.text.lstrip().startswith('<div id="overview-live"')
+    assert "<html" not in response.text
+    assert "live-cache" in response.text
+    assert "Data freshness" in response.text
+    assert "stat__count" not in response.text
+    assert "HX-Request" in response["Vary"]
+
+
+@pytest.mark.django_db
+def test_it_gives_the_whole_page_to_a_history_restore(admin_client):
+    response = admin_client.get(URL, headers={"HX-Request": "true", "HX-History-Restore-Request": "true"})
+
+    assert "<html" in response.text
+
+
+# --- Queries -----------------------------------------------------------------------------
+
+
+def make_fleet(size: int) -> None:
+    now = timezone.now()
+    for n in range(size):
+        instance = make_instance()
+        make_record(instance, status="succeed", created_at=now - HOUR * (n + 1) * 10)
+        make_record(instance, status="failed", created_at=now - HOUR)
+        make_record(instance, status="backuping", progress=n, created_at=now - timedelta(minutes=n))
+        make_instance(spec_code="redis.single.x")
+        make_sync_run(started_at=now - HOUR * n, outcome="partial", errors=[f"error {n}", "again"])
+
+
+def queries_of(client, url: str, **kwargs) -> int:
+    with CaptureQueriesContext(connection) as context:
+        response = client.get(url, **kwargs)
+    assert response.status_code == 200
+    return len(context.captured_queries)
+
+
+@pytest.mark.django_db
+def test_it_asks_a_constant_number_of_queries(admin_client):
+    make_fleet(2)
+    small = queries_of(admin_client, URL)
+    make_fleet(8)
+    large = queries_of(admin_client, URL)
+
+    assert small == large <= OVERVIEW_QUERIES
+
+
+@pytest.mark.django_db
+def test_it_asks_fewer_queries_for_the_live_part(admin_client):
+    make_fleet(2)
+    small = queries_of(admin_client, URL, headers={"HX-Request": "true"})
+    make_fleet(8)
+    large = queries_of(admin_client, URL, headers={"HX-Request": "true"})
+
+    assert small == large <= LIVE_QUERIES
