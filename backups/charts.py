@@ -14,7 +14,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -24,7 +24,7 @@ from django.utils.translation import ngettext
 from backups.choices import NEUTRAL, BackupStatus
 from backups.selectors import ChartPoint, Gap
 from backups.tables.columns import duration_text
-from backups.templatetags.dashboard_tags import as_utc, human_bytes_text, utc_text
+from backups.templatetags.dashboard_tags import as_local, human_bytes_text, local_text
 
 # A fallback fill per colour name the choices use, for a reader without our
 # stylesheet (a saved page, a feed reader); fleet.css overrides it per theme.
@@ -79,7 +79,8 @@ def time_ticks(start: datetime, end: datetime) -> list[tuple[datetime, str]]:
     """Ticks at whole hours or UTC midnights, at most ``MAX_X_TICKS`` of them."""
     span = end - start
     step = next((s for s in _X_STEPS if span / s <= MAX_X_TICKS), _X_STEPS[-1])
-    start = as_utc(start)
+    # Ticks fall on the viewer's midnights and hours, as the labels say.
+    start = as_local(start)
     if step >= timedelta(days=1):
         first = start.replace(hour=0, minute=0, second=0, microsecond=0)
         label_format = "%Y-%m-%d"
@@ -91,7 +92,7 @@ def time_ticks(start: datetime, end: datetime) -> list[tuple[datetime, str]]:
     if step >= timedelta(days=1):
         # Line day ticks up with the epoch, so a 7-day step lands on the same
         # weekdays whatever the window.
-        days = (first - datetime(1970, 1, 1, tzinfo=UTC)).days
+        days = (first.date() - date(1970, 1, 1)).days
         first += timedelta(days=-days % (step.days))
     else:
         hours = first.hour
@@ -204,8 +205,8 @@ def backup_chart(
                 _("No successful backup for %(length)s: %(start)s to %(end)s")
                 % {
                     "length": duration_text(gap.length),
-                    "start": utc_text(gap.start),
-                    "end": utc_text(gap.end),
+                    "start": local_text(gap.start),
+                    "end": local_text(gap.end),
                 },
             )
         )
@@ -228,7 +229,7 @@ def backup_chart(
         label = format_html(
             "{} — {} — {} — {}",
             point.name or point.backup_id,
-            utc_text(point.created_at),
+            local_text(point.created_at),
             human_bytes_text(point.size) if point.size is not None else _("no size"),
             BackupStatus.label_of(point.status) or _("no status"),
         )
@@ -300,7 +301,10 @@ def _status_order(status: str) -> tuple[int, str]:
 def _describe(points, legend, gaps, *, start: datetime, end: datetime) -> str:
     """The chart in words, for screen readers: what a sighted reader takes from it."""
     if not points:
-        text = _("No backups from %(start)s to %(end)s.") % {"start": utc_text(start), "end": utc_text(end)}
+        text = _("No backups from %(start)s to %(end)s.") % {
+            "start": local_text(start),
+            "end": local_text(end),
+        }
     else:
         text = ngettext(
             "%(count)d backup from %(start)s to %(end)s: %(by_status)s.",
@@ -308,8 +312,8 @@ def _describe(points, legend, gaps, *, start: datetime, end: datetime) -> str:
             len(points),
         ) % {
             "count": len(points),
-            "start": utc_text(start),
-            "end": utc_text(end),
+            "start": local_text(start),
+            "end": local_text(end),
             "by_status": ", ".join(f"{item.count} {item.label}" for item in legend),
         }
         largest = max((p.size or 0 for p in points), default=0)

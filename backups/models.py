@@ -274,6 +274,8 @@ class SyncRun(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
+        # "Sync now" on the overview, /sync/ and an instance's page.
+        permissions = [("trigger_sync", _("Can start a sync now"))]
         indexes = [
             models.Index(fields=["scope", "-started_at"], name="sync_run_scope_started"),
             models.Index(fields=["outcome"], name="sync_run_outcome"),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 from django.conf import settings
@@ -34,6 +34,7 @@ from django.db.models import (
     Sum,
     Value,
     When,
+    Window,
 )
 from django.db.models.functions import Coalesce, NullIf, Round
 
@@ -153,9 +154,10 @@ def instances_with_stats(*, now: datetime) -> QuerySet[DcsInstance]:
 
 
 def instance_for_page(instance_id: str, *, now: datetime, window_start: datetime) -> DcsInstance | None:
-    """The instance of a detail page, with its last success, risk, and the
-    last success before ``window_start`` (``success_before_window_at``), which
-    tells whether the chart's window opens inside a gap.
+    """The instance of a detail page, with its last success, risk, sync
+    staleness, and the last success before ``window_start``
+    (``success_before_window_at``), which tells whether the chart's window
+    opens inside a gap.
 
     instance_id is unique per project only. Two projects sharing one is
     unlikely; if it happens, the one still listed wins, then the oldest.
@@ -166,7 +168,9 @@ def instance_for_page(instance_id: str, *, now: datetime, window_start: datetime
         .order_by("-created_at", "-id")
         .values("created_at")[:1]
     )
-    queryset = with_risk(with_last_success(DcsInstance.objects.filter(instance_id=instance_id)), now=now)
+    queryset = with_sync_staleness(
+        with_risk(with_last_success(DcsInstance.objects.filter(instance_id=instance_id)), now=now), now=now
+    )
     return (
         queryset.annotate(success_before_window_at=Subquery(before))
         .order_by(F("gone_at").asc(nulls_first=True), "pk")
@@ -242,20 +246,91 @@ class FleetRisk:
     at_risk: list[DcsInstance]  # worst first: never backed up, then the oldest last success
     single_node: list[DcsInstance]  # not backed up by design, never at risk
     threshold: timedelta
+    # Listed instances whose backups no sync has listed lately, longest first
+    # (see with_sync_staleness); an instance may be here and at risk too.
+    sync_stale: list[DcsInstance] = field(default_factory=list)
+
+
+def with_sync_staleness(queryset: QuerySet[DcsInstance], *, now: datetime) -> QuerySet[DcsInstance]:
+    """Adds ``last_synced_at`` and ``sync_stale``.
+
+    ``last_synced_at`` is when a listing of the instance's backups last
+    succeeded, complete or of a recent window: incremental syncs run every few
+    minutes and full ones only every few hours, so a complete listing alone
+    would make every instance look stale between full syncs.
+
+    Stale: still listed, and neither listed nor (when it never was) first seen
+    within ``DASHBOARD_SYNC_STALE_MINUTES``. An instance found by the sync that
+    is running now is not stale before its turn comes.
+    """
+    cutoff = now - sync_stale_after()
+    return queryset.annotate(
+        last_synced_at=Coalesce("backups_checked_at", "backups_synced_at"),
+    ).annotate(
+        sync_stale=Case(
+            When(gone_at__isnull=False, then=Value(False)),
+            When(
+                Q(last_synced_at__lt=cutoff) | Q(last_synced_at__isnull=True, first_seen__lt=cutoff),
+                then=Value(True),
+            ),
+            default=Value(False),
+            output_field=BooleanField(),
+        )
+    )
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def _by_last_sync(rows: list[DcsInstance]) -> list[DcsInstance]:
+    """Never synced first, then the longest without a sync."""
+    return sorted(rows, key=lambda row: (row.last_synced_at or _NEVER, row.pk))
 
 
 def fleet_risk(*, now: datetime) -> FleetRisk:
-    """Listed instances at risk, and the single-node ones, in one query."""
+    """Listed instances at risk, single-node, or stale in sync, in one query."""
     rows = (
-        with_risk(with_last_success(DcsInstance.objects.present()), now=now)
-        .filter(Q(single_node=True) | Q(at_risk=True))
+        with_sync_staleness(with_risk(with_last_success(DcsInstance.objects.present()), now=now), now=now)
+        .filter(Q(single_node=True) | Q(at_risk=True) | Q(sync_stale=True))
         .order_by(F("last_success_at").asc(nulls_first=True), "name", "instance_id", "pk")
     )
-    at_risk, single = [], []
+    at_risk, single, stale = [], [], []
     for row in rows:
-        (single if row.single_node else at_risk).append(row)
+        if row.single_node:
+            single.append(row)
+        elif row.at_risk:
+            at_risk.append(row)
+        if row.sync_stale:
+            stale.append(row)
     single.sort(key=lambda row: (row.name, row.instance_id))
-    return FleetRisk(at_risk=at_risk, single_node=single, threshold=at_risk_threshold())
+    return FleetRisk(
+        at_risk=at_risk, single_node=single, threshold=at_risk_threshold(), sync_stale=_by_last_sync(stale)
+    )
+
+
+@dataclass(frozen=True)
+class StaleInstances:
+    shown: list[DcsInstance]  # never synced first, then the longest without a sync
+    total: int
+
+    @property
+    def more(self) -> int:
+        return self.total - len(self.shown)
+
+
+def stale_instances(*, now: datetime, limit: int) -> StaleInstances:
+    """The stale part of :func:`fleet_risk` for the overview's live refresh, in one query.
+
+    Every 5 s, so at most ``limit`` rows: when the workers are down the whole
+    fleet goes stale, and the total comes from a window count in the same query.
+    """
+    rows = list(
+        with_sync_staleness(DcsInstance.objects.present(), now=now)
+        .filter(sync_stale=True)
+        .annotate(stale_total=Window(Count("pk")))
+        .order_by(F("last_synced_at").asc(nulls_first=True), "pk")[:limit]
+    )
+    return StaleInstances(shown=rows, total=rows[0].stale_total if rows else 0)
 
 
 # How many of a failed run's errors the overview quotes; the rest are counted.
@@ -408,6 +483,7 @@ __all__ = [
     "FleetRisk",
     "Freshness",
     "Gap",
+    "StaleInstances",
     "StatusCounts",
     "at_risk_threshold",
     "backup_status_counts",
@@ -418,9 +494,11 @@ __all__ = [
     "instances_with_stats",
     "running_backups",
     "single_node_q",
+    "stale_instances",
     "success_rate",
     "sync_freshness",
     "sync_stale_after",
     "with_last_success",
     "with_risk",
+    "with_sync_staleness",
 ]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from backups.views import instances, overview, preferences, records
+from backups.views import instances, overview, preferences, records, sync
 
 app_name = "backups"
 
@@ -14,4 +14,8 @@ urlpatterns = [
     path("backups/<str:backup_id>/", records.BackupRecordDetailView.as_view(), name="backup-detail"),
     path("instances/", instances.InstanceListView.as_view(), name="instance-list"),
     path("instances/<str:instance_id>/", instances.InstanceDetailView.as_view(), name="instance-detail"),
+    path("instances/<str:instance_id>/sync/", sync.InstanceSyncNowView.as_view(), name="instance-sync-now"),
+    path("sync/", sync.SyncRunListView.as_view(), name="sync-list"),
+    path("sync/now/", sync.SyncNowView.as_view(), name="sync-now"),
+    path("sync/<int:pk>/", sync.SyncRunDetailView.as_view(), name="sync-detail"),
 ]

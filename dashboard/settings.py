@@ -178,7 +178,7 @@ else:
     # Embedded broker: kombu's filesystem transport needs nothing but pip.
     # Fine for one machine; production sets REDIS_URL.
     _queue_dir = DATA_DIR / "broker"
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -186,6 +186,10 @@ else:
         "data_folder_out": str(_queue_dir / "queue"),
         "processed_folder": str(_queue_dir / "processed"),
         "store_processed": False,
+        # The default 1 s poll would add a second to each task of a fan-out.
+        "polling_interval": 0.1,
+        # Remote control (purge, ping) keeps its tables here, not in the working directory.
+        "control_folder": str(_queue_dir / "control"),
     }
 CELERY_TASK_IGNORE_RESULT = True
 # A task is acknowledged when it ends, not when it starts, and one whose worker

@@ -550,3 +550,89 @@ def test_it_reads_the_fleet_table_from_one_queryset():
         "at_risk",
     ):
         assert name in queryset.query.annotations
+
+
+# --- Sync state and "Sync now" -----------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_says_when_the_backups_were_last_synced(admin_client, settings):
+    settings.DASHBOARD_SYNC_STALE_MINUTES = 30
+    now = timezone.now()
+    instance = make_instance(backups_checked_at=now - timedelta(minutes=5), backups_synced_at=now - 2 * HOUR)
+
+    html = admin_client.get(detail_url(instance)).text
+
+    assert re.search(
+        r"<dt>Backups last synced</dt><dd><time [^>]*>[^<]+</time> \(<time [^>]*>5 min ago</time>\)", html
+    )
+    assert "<dt>Last complete listing</dt><dd><time" in html
+    assert "stale" not in html
+
+
+@pytest.mark.django_db
+def test_it_warns_when_the_backups_were_not_synced_lately(admin_client, settings):
+    settings.DASHBOARD_SYNC_STALE_MINUTES = 30
+    instance = make_instance(backups_checked_at=timezone.now() - 2 * HOUR)
+
+    html = admin_client.get(detail_url(instance)).text
+
+    assert '<span class="badge badge--orange">stale</span>' in html
+    assert "The backups of this instance were last synced" in html
+    assert "more than 30 minutes ago: what this page shows may be out of date." in html
+
+
+@pytest.mark.django_db
+def test_it_warns_when_the_backups_were_never_synced(admin_client, settings):
+    settings.DASHBOARD_SYNC_STALE_MINUTES = 30
+    instance = make_instance(first_seen=timezone.now() - 2 * HOUR)
+
+    html = admin_client.get(detail_url(instance)).text
+
+    assert "<dt>Backups last synced</dt><dd>never" in html
+    assert "The backups of this instance have never been synced" in html
+
+
+@pytest.mark.django_db
+def test_it_does_not_call_a_gone_instance_stale(admin_client):
+    instance = make_instance(backups_checked_at=timezone.now() - 9 * DAY, gone_at=timezone.now() - 8 * DAY)
+
+    assert "stale" not in admin_client.get(detail_url(instance)).text
+
+
+@pytest.mark.django_db
+def test_it_links_the_syncs_of_the_instance(admin_client):
+    instance = make_instance()
+
+    html = admin_client.get(detail_url(instance)).text
+
+    assert f'<a href="/sync/?instance={instance.instance_id}">Syncs of this instance</a>' in html
+
+
+@pytest.mark.django_db
+def test_it_offers_a_superuser_to_sync_the_instance(admin_client):
+    instance = make_instance()
+
+    html = admin_client.get(detail_url(instance)).text
+
+    assert f'<form class="sync-now" method="post" action="/instances/{instance.instance_id}/sync/">' in html
+    assert "Sync this instance now" in html
+
+
+@pytest.mark.django_db
+def test_it_shows_an_instance_to_a_user_who_may_sync_within_the_budget(client, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("operator", password="not-a-real-password-1")
+    user.user_permissions.add(Permission.objects.get(codename="trigger_sync"))
+    client.force_login(user)
+    instance = make_instance()
+    make_history(instance, 3)
+
+    # The permission costs two queries the first time in a minute (views.sync.can_trigger_sync).
+    first = queries_of(client, detail_url(instance))
+    then = queries_of(client, detail_url(instance))
+
+    assert first == then + 2
+    assert then <= DETAIL_QUERIES
+    assert "Sync this instance now" in client.get(detail_url(instance)).text

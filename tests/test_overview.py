@@ -1,4 +1,5 @@
 import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -7,15 +8,21 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from backups.models import WorkerHeartbeat
 from tests.factories import make_instance, make_record, make_sync_run
 
 URL = "/"
-# Pinned: session, user, the status counts, the running backups, the at-risk
-# and single-node instances, the newest fleet sync. The live partial asks
-# only the last two of its own.
-OVERVIEW_QUERIES = 6
-LIVE_QUERIES = 4
+# Pinned: session, user, the status counts, the running backups, the at-risk,
+# single-node and sync-stale instances, the newest fleet sync, and the three
+# of sync.health() (heartbeats, running runs, last finished run). The live
+# partial asks the running backups, the freshness, the stale instances and
+# health() of its own.
+HEALTH_QUERIES = 3
+OVERVIEW_QUERIES = 6 + HEALTH_QUERIES
+LIVE_QUERIES = 5 + HEALTH_QUERIES
 HOUR = timedelta(hours=1)
+# Nothing listens on port 1: a broker that is down.
+UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
 
 
 def count_of(html: str, status: str) -> int:
@@ -243,8 +250,16 @@ def test_it_warns_when_no_sync_has_finished(admin_client):
     assert "alert--warning" in html
 
 
+def make_heartbeat(*, age: timedelta = timedelta(seconds=5), **fields) -> WorkerHeartbeat:
+    seen = timezone.now() - age
+    values = {"hostname": "celery@worker-1", "started_at": seen - HOUR, "last_seen": seen}
+    values.update(fields)
+    return WorkerHeartbeat.objects.create(**values)
+
+
 @pytest.mark.django_db
 def test_it_says_up_to_date_after_a_recent_sync(admin_client):
+    make_heartbeat()
     now = timezone.now()
     make_sync_run(started_at=now - 2 * timedelta(minutes=1), finished_at=now - timedelta(minutes=1))
 
@@ -373,3 +388,163 @@ def test_it_asks_fewer_queries_for_the_live_part(admin_client):
     large = queries_of(admin_client, URL, headers={"HX-Request": "true"})
 
     assert small == large <= LIVE_QUERIES
+
+
+# --- The sync machinery -------------------------------------------------------------------
+
+
+def machinery(html: str) -> str:
+    return section(html, "freshness-title")
+
+
+@pytest.mark.django_db
+def test_it_keeps_working_and_says_so_while_the_broker_is_down(admin_client, settings):
+    settings.CELERY_BROKER_URL = UNREACHABLE_BROKER
+    make_heartbeat()
+    make_sync_run(started_at=timezone.now() - 2 * HOUR, finished_at=timezone.now() - HOUR)
+    make_record(status="succeed", created_at=timezone.now() - HOUR)
+
+    started = time.monotonic()
+    page = admin_client.get(URL)
+    live = admin_client.get(URL, headers={"HX-Request": "true"})
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 2.0
+    for response in (page, live):
+        assert response.status_code == 200
+        assert (
+            "Broker unreachable — pages keep working from the database; syncs resume when it is back."
+            in machinery(response.text)
+        )
+    assert count_of(page.text, "succeed") == 1
+    assert "Tasks waiting in the queue" not in machinery(page.text)
+
+
+@pytest.mark.django_db
+def test_it_tells_only_staff_what_the_broker_said(client, admin_client, settings, django_user_model):
+    settings.CELERY_BROKER_URL = UNREACHABLE_BROKER
+    client.force_login(django_user_model.objects.create_user("viewer", password="not-a-real-password-1"))
+
+    staff = machinery(admin_client.get(URL).text)
+    viewer = machinery(client.get(URL).text)
+
+    assert "Broker unreachable" in staff and "Broker unreachable" in viewer
+    assert "<code>ConnectionError" in staff
+    assert "127.0.0.1" not in viewer
+
+
+@pytest.mark.django_db
+def test_it_says_how_long_the_workers_have_been_silent(admin_client):
+    make_heartbeat(age=timedelta(minutes=3, seconds=10))
+
+    html = machinery(admin_client.get(URL).text)
+
+    assert "Workers: no heartbeat for 3 min — syncs wait until a worker is back." in html
+
+
+@pytest.mark.django_db
+def test_it_counts_a_stopped_worker_as_down(admin_client):
+    make_heartbeat(stopped_at=timezone.now())
+
+    assert "Workers: no heartbeat for" in machinery(admin_client.get(URL).text)
+
+
+@pytest.mark.django_db
+def test_it_says_when_no_worker_ever_reported(admin_client):
+    html = machinery(admin_client.get(URL).text)
+
+    assert "Workers: none has reported yet — syncs wait until a worker starts." in html
+
+
+@pytest.mark.django_db
+def test_it_says_nothing_of_the_machinery_when_it_is_fine(admin_client):
+    make_heartbeat()
+
+    html = machinery(admin_client.get(URL).text)
+
+    assert "Broker unreachable" not in html
+    assert "Workers:" not in html
+    assert "<dt>Tasks waiting in the queue</dt><dd>" in html
+
+
+@pytest.mark.django_db
+def test_it_links_the_last_sync_and_the_sync_list(admin_client):
+    run = make_sync_run(started_at=timezone.now() - HOUR, finished_at=timezone.now() - HOUR)
+
+    html = machinery(admin_client.get(URL).text)
+
+    assert f'<a href="/sync/{run.pk}/"><span class="badge badge--green">Succeeded</span></a>' in html
+    assert '<a href="/sync/">Every sync, with its counts and errors</a>' in html
+
+
+# --- Instances whose sync is stale -------------------------------------------------------
+
+
+@pytest.fixture
+def sync_ages(settings):
+    settings.DASHBOARD_SYNC_STALE_MINUTES = 30
+    now = timezone.now()
+    return {
+        "late": make_instance(
+            name="late-cache", backups_checked_at=now - 2 * HOUR, backups_synced_at=now - 3 * HOUR
+        ),
+        "fresh": make_instance(name="fresh-cache", backups_checked_at=now - timedelta(minutes=5)),
+        # Only complete listings so far (incremental ones not yet), recently.
+        "complete": make_instance(name="complete-cache", backups_synced_at=now - timedelta(minutes=5)),
+        "never": make_instance(name="never-cache", first_seen=now - 2 * HOUR),
+        # Found by the sync running now: not stale before its turn comes.
+        "new": make_instance(name="new-cache", first_seen=now - timedelta(minutes=1)),
+        "gone": make_instance(name="gone-cache", backups_checked_at=now - 5 * HOUR, gone_at=now - 4 * HOUR),
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("headers", [{}, {"HX-Request": "true"}])
+def test_it_flags_instances_whose_sync_is_stale(admin_client, sync_ages, headers):
+    html = machinery(admin_client.get(URL, headers=headers).text)
+
+    assert "2 instances not synced for more than 30 minutes" in html
+    stale = html[html.index('<ul class="stale-list">') :]
+    assert stale.index("never-cache") < stale.index("late-cache")
+    assert "never synced" in stale
+    assert re.search(
+        r"late-cache</a>\s*<span class=\"stale-list__age\">last synced <time [^>]*>2 h ago</time>", stale
+    )
+    for name in ("fresh-cache", "complete-cache", "new-cache", "gone-cache"):
+        assert name not in stale
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("headers", [{}, {"HX-Request": "true"}])
+def test_it_names_ten_stale_instances_and_counts_the_rest(admin_client, settings, headers):
+    settings.DASHBOARD_SYNC_STALE_MINUTES = 30
+    for n in range(13):
+        make_instance(name=f"stale-{n:02d}", backups_checked_at=timezone.now() - HOUR - timedelta(minutes=n))
+
+    html = machinery(admin_client.get(URL, headers=headers).text)
+
+    assert "13 instances not synced for more than 30 minutes" in html
+    assert html.count('<li><a href="/instances/') == 10
+    assert "stale-12" in html and "stale-03" in html and "stale-02" not in html
+    assert "and 3 more" in html
+
+
+@pytest.mark.django_db
+def test_it_flags_nothing_when_every_instance_synced_lately(admin_client, settings):
+    settings.DASHBOARD_SYNC_STALE_MINUTES = 30
+    make_instance(backups_checked_at=timezone.now() - timedelta(minutes=29))
+
+    assert "not synced for more than" not in machinery(admin_client.get(URL).text)
+
+
+# --- Sync now -----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_offers_a_superuser_to_sync_the_fleet_outside_the_live_part(admin_client):
+    html = admin_client.get(URL).text
+
+    form = html.index('<form class="sync-now" method="post" action="/sync/now/">')
+    # Not in the part that is swapped every 5 s, which would take the focus away.
+    assert form < html.index('id="overview-live"')
+    assert "Sync the fleet now" in html

@@ -458,7 +458,8 @@ def full_counts(sqls: list[str]) -> list[str]:
     return [sql for sql in sqls if "COUNT(" in sql.upper() and "LIMIT" not in sql.upper()]
 
 
-def test_it_caches_the_unfiltered_total_for_a_minute(admin_client, sixty):
+def test_it_caches_the_unfiltered_total_for_a_minute(admin_client, sixty, monkeypatch):
+    monkeypatch.setattr(BackupRecordListView, "count_cache_min_rows", 50)
     first = count_queries(admin_client)
     make_record(backup_name="newer", created_at=T0 + timedelta(days=1))
     second = count_queries(admin_client)
@@ -559,7 +560,16 @@ def test_it_lists_any_number_of_rows_in_the_same_queries(admin_client, db, param
     assert len(few) == len(many) == budget
 
 
-def test_it_needs_one_query_less_with_the_total_cached(admin_client, db):
+def test_it_does_not_cache_a_small_total(admin_client, db):
+    make_rows(3)
+    first = count_queries(admin_client)
+    make_rows(3)
+    assert len(full_counts(count_queries(admin_client))) == len(full_counts(first)) == 1
+    assert count_text(get(admin_client)).endswith("of 6")
+
+
+def test_it_needs_one_query_less_with_the_total_cached(admin_client, db, monkeypatch):
+    monkeypatch.setattr(BackupRecordListView, "count_cache_min_rows", 1)
     make_rows(20)
     count_queries(admin_client)
 

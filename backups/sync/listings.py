@@ -15,7 +15,7 @@ from datetime import datetime
 
 from django.db import transaction
 
-from backups.dcs.client import DcsClient
+from backups.dcs.client import DcsClient, Listing
 from backups.dcs.config import DcsProject
 from backups.dcs.errors import DcsApiError
 from backups.dcs.records import (
@@ -60,12 +60,8 @@ def _chunks(items: list, size: int = BATCH_SIZE) -> Iterable[list]:
         yield items[start : start + size]
 
 
-def _is_complete(listing) -> bool:
-    return bool(getattr(listing, "complete", True))
-
-
-def _listing_problems(scope: str, listing) -> list[Problem]:
-    return [Problem.incomplete(scope, str(text)) for text in getattr(listing, "problems", ()) or ()]
+def _listing_problems(scope: str, listing: Listing) -> list[Problem]:
+    return [Problem.incomplete(scope, text) for text in listing.problems]
 
 
 # --- Instances ----------------------------------------------------------------
@@ -100,7 +96,7 @@ def sync_project_instances(
             problems.append(Problem.from_exception(scope, exc))
             continue
         listed.setdefault(data.instance_id, data)
-    complete = _is_complete(listing) and not problems
+    complete = listing.complete and not problems
 
     rows = [
         DcsInstance(
@@ -167,7 +163,7 @@ def fetch_backups(*, instance: DcsInstance, client: DcsClient, begin: datetime |
         # The list is newest first; a record repeated on a later page is the
         # same record seen again after the list shifted, so the first wins.
         records.setdefault(data.backup_id, data)
-    return BackupsListed(records=records, complete=_is_complete(listing) and not problems, problems=problems)
+    return BackupsListed(records=records, complete=listing.complete and not problems, problems=problems)
 
 
 @dataclass

@@ -66,16 +66,11 @@ State = SyncRunItem.State
 
 def data_now(client: DcsClient) -> datetime:
     """The API's "now": the client's clock when it has one (tests move it by hand)."""
-    clock = getattr(client, "clock", None)
-    return clock() if clock else timezone.now()
+    return client.clock() if client.clock else timezone.now()
 
 
 def _counters(client: DcsClient) -> tuple[int, int, int]:
-    return (
-        getattr(client, "api_calls", 0),
-        getattr(client, "retries", 0),
-        getattr(client, "throttles", 0),
-    )
+    return client.api_calls, client.retries, client.throttles
 
 
 def _delta(client: DcsClient, before: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -151,7 +146,7 @@ def start_run(
     )
     name = run_lease_name(run)
     if locks.acquire(name, holder=run.token) is None:
-        reason = f"another {scope} sync is running ({_describe_holder(locks.holder_of(name))})"
+        reason = f"{_describe_holder(locks.holder_of(name))} of the same scope ({scope}) was still running"
         SyncRun.objects.filter(pk=run.pk).update(outcome=SKIPPED, finished_at=timezone.now(), reason=reason)
         run.refresh_from_db()
         _log_run(run)
@@ -613,41 +608,39 @@ def reap_stuck_runs() -> list[SyncRun]:
     return reaped
 
 
+# What the run's log line says, by the name it uses there.
+_LOGGED_COUNTS = {
+    "instances": "instances_seen",
+    "instances_gone": "instances_gone",
+    "instances_synced": "instances_synced",
+    "instances_failed": "instances_failed",
+    "records_new": "records_new",
+    "records_updated": "records_updated",
+    "records_gone": "records_gone",
+    "api_calls": "api_calls",
+    "retries": "retries",
+    "throttles": "throttles",
+    "errors": "error_count",
+}
+
+
 def _log_run(run: SyncRun) -> None:
-    """One line per run, with the counts the run records; no secret is ever in a run."""
-    duration = run.duration.total_seconds() if run.duration else 0.0
+    """One line per run, with the counts the run records; no secret is ever in a run.
+
+    The same facts ride along as ``extra={"sync_run": {...}}`` for a JSON formatter.
+    """
+    facts: dict = {"run": run.pk, "kind": run.kind, "trigger": run.trigger, "scope": run.scope}
+    facts["outcome"] = run.outcome
     if run.outcome == SKIPPED:
-        logger.info(
-            "sync run=%s kind=%s trigger=%s scope=%s outcome=skipped reason=%s",
-            run.pk,
-            run.kind,
-            run.trigger,
-            json.dumps(run.scope),
-            json.dumps(run.reason),
-        )
-        return
-    logger.info(
-        "sync run=%s kind=%s trigger=%s scope=%s outcome=%s instances=%d instances_gone=%d "
-        "instances_synced=%d instances_failed=%d records_new=%d records_updated=%d records_gone=%d "
-        "api_calls=%d retries=%d throttles=%d errors=%d duration=%.2fs",
-        run.pk,
-        run.kind,
-        run.trigger,
-        json.dumps(run.scope),
-        run.outcome,
-        run.instances_seen,
-        run.instances_gone,
-        run.instances_synced,
-        run.instances_failed,
-        run.records_new,
-        run.records_updated,
-        run.records_gone,
-        run.api_calls,
-        run.retries,
-        run.throttles,
-        run.error_count,
-        duration,
+        facts["reason"] = run.reason
+    else:
+        facts.update({name: getattr(run, field) for name, field in _LOGGED_COUNTS.items()})
+        facts["duration_s"] = round(run.duration.total_seconds() if run.duration else 0.0, 2)
+    text = " ".join(
+        f"{key}={json.dumps(value) if isinstance(value, str) and key in ('scope', 'reason') else value}"
+        for key, value in facts.items()
     )
+    logger.info("sync %s", text, extra={"sync_run": facts})
 
 
 # --- Housekeeping ---------------------------------------------------------------

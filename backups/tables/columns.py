@@ -21,8 +21,8 @@ from backups.choices import (
 from backups.templatetags.dashboard_tags import (
     exact_bytes_text,
     human_bytes_text,
+    local_text,
     timestamp,
-    utc_text,
     utc_z,
 )
 
@@ -201,7 +201,7 @@ def gone_marker(gone_at, explanation):
     return format_html(
         ' <span class="marker marker--gone" title="{} {}">{}</span>',
         explanation,
-        _("Gone since %(time)s.") % {"time": utc_text(gone_at)},
+        _("Gone since %(time)s.") % {"time": local_text(gone_at)},
         _("gone"),
     )
 

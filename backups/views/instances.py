@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.http import Http404
+from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -19,6 +22,7 @@ from backups.selectors import (
     find_gaps,
     instance_for_page,
     instances_with_stats,
+    sync_stale_after,
 )
 from backups.tables import BackupRecordTable, DcsInstanceTable
 from backups.tables.columns import duration_text
@@ -26,6 +30,7 @@ from backups.tables.instances import age_html, last_success_html
 from backups.timewindow import PRESETS
 from backups.views.mixins import TablePageMixin
 from backups.views.overview import WINDOW_LABELS, parse_window
+from backups.views.sync import can_trigger_sync
 
 CHART_WINDOWS = ("7d", "30d", "90d")
 DEFAULT_CHART_WINDOW = "30d"
@@ -62,9 +67,10 @@ class InstanceListView(TablePageMixin, SingleTableView):
 class InstanceDetailView(TablePageMixin, DetailView):
     """One instance: its facts, a chart of its backups with the gaps, and its backup table.
 
-    Six queries: session, user, the instance (with its last success and risk
-    as subqueries), the chart's backups in the window, and the table's count
-    and page.
+    Six queries: session, user, the instance (with its last success, risk and
+    sync staleness as subqueries and expressions), the chart's backups in the
+    window, and the table's count and page. Whether to offer "Sync now" is
+    remembered per user for a minute (views.sync.can_trigger_sync).
     """
 
     model = DcsInstance
@@ -105,7 +111,19 @@ class InstanceDetailView(TablePageMixin, DetailView):
         if self.is_partial_request():
             return context  # the table only: no chart to compute
         context.update(self.history_context(self.object))
+        context.update(self.sync_context(self.object))
         return context
+
+    def sync_context(self, instance: DcsInstance) -> dict:
+        """When its backups were last listed, whether that is stale, and "Sync now"."""
+        return {
+            "last_synced_at": instance.last_synced_at,
+            "last_synced_age": age_html(instance.last_synced_at, now=self.now),
+            "sync_stale": instance.sync_stale,
+            "stale_minutes": int(sync_stale_after().total_seconds() // 60),
+            "syncs_url": f"{reverse('backups:sync-list')}?{urlencode({'instance': instance.instance_id})}",
+            "can_sync": can_trigger_sync(self.request),
+        }
 
     def history_context(self, instance: DcsInstance) -> dict:
         now, start = self.now, self.window_start

@@ -184,6 +184,8 @@ class TablePageMixin(SingleTableMixin):
     filterset_class = None
     export_filename: str = "dcs-export"
     count_cap: int = 10_000
+    # Unfiltered totals at least this large are cached for count_cache_seconds.
+    count_cache_min_rows: int = 10_000
     count_cache_seconds: int = 60
     # Query parameters holding time bounds that may be relative ("24h"): the
     # permalink turns them into absolute times.
@@ -316,7 +318,10 @@ class TablePageMixin(SingleTableMixin):
                 count = cache.get(key)
                 if count is None:
                     count = data.count()
-                    cache.set(key, count, self.count_cache_seconds)
+                    # A small table counts fast, and a cached small count
+                    # would hide the first sync's rows for a minute.
+                    if count >= self.count_cache_min_rows:
+                        cache.set(key, count, self.count_cache_seconds)
                 return count, True
         # Counting stops at the cap: COUNT(*) over a LIMIT-ed subquery.
         capped = data.order_by()[: self.count_cap + 1].count()

@@ -1,11 +1,17 @@
 """The overview (``/``): the fleet's backup health at a glance.
 
-Six queries whatever the fleet's size: session, user, the status counts (one
-aggregate), the running backups, the at-risk and single-node instances (one
-query, split in Python), and the newest fleet sync (with its last success as a
-subquery). The live part (running backups and data freshness) refreshes itself
-every 5 s: an HTMX request gets only ``_overview_live.html``, which asks just
-those two questions.
+Nine queries whatever the fleet's size: session, user, the status counts (one
+aggregate), the running backups, the at-risk, single-node and sync-stale
+instances (one query, split in Python), the newest fleet sync (with its last
+success as a subquery), and the three of ``sync.health()`` (workers' heartbeats,
+running runs, the last finished run), which also pings the broker with a 0.5 s
+timeout. The live part (running backups, data freshness and the state of the
+sync machinery) refreshes itself every 5 s: an HTMX request gets only
+``_overview_live.html``, which asks just those questions (the stale instances
+on their own then).
+
+Nothing here needs the broker: while Redis or the workers are down the page
+renders from the database and says so.
 """
 
 from __future__ import annotations
@@ -16,25 +22,39 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy
 from django.views.generic import TemplateView
 
+from backups import sync
 from backups.choices import BackupStatus, SyncOutcome
-from backups.selectors import backup_status_counts, fleet_risk, running_backups, sync_freshness
+from backups.selectors import (
+    FleetRisk,
+    StaleInstances,
+    backup_status_counts,
+    fleet_risk,
+    running_backups,
+    stale_instances,
+    sync_freshness,
+)
+from backups.sync.health import SyncHealth
+from backups.tables.columns import duration_text
 from backups.tables.instances import age_html, instance_url
 from backups.timewindow import PRESETS
+from backups.views.sync import can_trigger_sync
 
 OVERVIEW_WINDOWS = ("24h", "7d", "30d")
 WINDOW_LABELS = {
-    "24h": _lazy("the last 24 hours"),
-    "7d": _lazy("the last 7 days"),
-    "30d": _lazy("the last 30 days"),
-    "90d": _lazy("the last 90 days"),
+    "24h": gettext_lazy("the last 24 hours"),
+    "7d": gettext_lazy("the last 7 days"),
+    "30d": gettext_lazy("the last 30 days"),
+    "90d": gettext_lazy("the last 90 days"),
 }
 DEFAULT_WINDOW = "24h"
 # The overview lists this many at-risk (and single-node) instances; the fleet
 # page has the rest.
 LIST_LIMIT = 25
+# The freshness card names this many instances whose sync is stale.
+STALE_LIMIT = 10
 
 
 def parse_window(raw: str | None, *, choices: tuple[str, ...], default: str) -> tuple[str, str]:
@@ -72,19 +92,29 @@ class OverviewView(TemplateView):
         window, problem = parse_window(
             self.request.GET.get("window"), choices=OVERVIEW_WINDOWS, default=DEFAULT_WINDOW
         )
-        context.update(now=now, window=window, **self.live_context(now))
-        if not is_partial_request(self.request):
-            context.update(
-                param_errors=[problem] if problem else [],
-                windows=[(name, WINDOW_LABELS[name], name == window) for name in OVERVIEW_WINDOWS],
-                window_label=WINDOW_LABELS[window],
-                **self.counts_context(now, window),
-                **self.risk_context(now),
-            )
+        if is_partial_request(self.request):
+            context.update(now=now, window=window, **self.live_context(now))
+            return context
+        # One query gives the at-risk list and the stale instances of the live part.
+        risk = fleet_risk(now=now)
+        stale = StaleInstances(shown=risk.sync_stale[:STALE_LIMIT], total=len(risk.sync_stale))
+        context.update(
+            now=now,
+            window=window,
+            param_errors=[problem] if problem else [],
+            windows=[(name, WINDOW_LABELS[name], name == window) for name in OVERVIEW_WINDOWS],
+            window_label=WINDOW_LABELS[window],
+            can_sync=can_trigger_sync(self.request),
+            **self.live_context(now, stale=stale),
+            **self.counts_context(now, window),
+            **self.risk_context(now, risk),
+        )
         return context
 
-    def live_context(self, now) -> dict:
+    def live_context(self, now, *, stale: StaleInstances | None = None) -> dict:
         freshness = sync_freshness(now=now)
+        if stale is None:
+            stale = stale_instances(now=now, limit=STALE_LIMIT)
         running = [
             {
                 "record": record,
@@ -105,6 +135,30 @@ class OverviewView(TemplateView):
             "freshness_success_age": age_html(freshness.last_success_at, now=now),
             "freshness_running_age": age_html(freshness.running_since, now=now),
             "stale_minutes": int(freshness.stale_after.total_seconds() // 60),
+            "stale": stale,
+            "stale_items": [
+                {
+                    "instance": instance,
+                    "url": instance_url(instance),
+                    "age": age_html(instance.last_synced_at, now=now),
+                }
+                for instance in stale.shown
+            ],
+            **self.machinery_context(sync.health(now=now), now),
+        }
+
+    def machinery_context(self, health: SyncHealth, now) -> dict:
+        """What to say about the broker and the workers; nothing when both are fine."""
+        silent_for = ""
+        if not health.workers_alive and health.last_worker_activity is not None:
+            silent_for = duration_text(now - health.last_worker_activity, units=1)
+        return {
+            "health": health,
+            "broker_down": not health.broker.reachable,
+            # The reason names the broker's host: for the people who run it.
+            "broker_error": health.broker.error if self.request.user.is_staff else "",
+            "workers_down": not health.workers_alive,
+            "workers_silent_for": silent_for,
         }
 
     def counts_context(self, now, window: str) -> dict:
@@ -127,8 +181,7 @@ class OverviewView(TemplateView):
             "success_rate": counts.success_rate,
         }
 
-    def risk_context(self, now) -> dict:
-        risk = fleet_risk(now=now)
+    def risk_context(self, now, risk: FleetRisk) -> dict:
 
         def item(instance):
             return {
