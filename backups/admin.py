@@ -15,6 +15,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from backups.models import (
+    AuditEvent,
     BackupRecord,
     BackupStatusChange,
     DcsInstance,
@@ -179,3 +180,13 @@ class WorkerHeartbeatAdmin(ReadOnlyAdmin):
     deletable = True
     list_display = ("hostname", "started_at", "last_seen", "stopped_at")
     search_fields = ("hostname",)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    # The audit log is evidence: nobody edits or deletes it from here.
+    list_display = ("at", "username", "action", "ip", "path")
+    list_filter = ("action",)
+    search_fields = ("username", "ip", "path")
+    raw_id_fields = ("user",)
+    date_hierarchy = "at"

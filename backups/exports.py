@@ -61,6 +61,9 @@ class ExportField:
     header: str  # the CSV header
     raw: Callable[[Any], Any]  # record -> the stored value
     text: Callable[[BoundRow], Any]  # row -> the column's plain-text value()
+    # JSON carries the stored code ("succeed") rather than the translated
+    # label, so scripts read the same value in every language.
+    raw_in_json: bool = False
 
 
 def export_fields(table: Table) -> list[ExportField]:
@@ -76,6 +79,7 @@ def export_fields(table: Table) -> list[ExportField]:
                 header=force_str(getattr(bound.column, "export_header", None) or bound.header),
                 raw=lambda record, accessor=bound.accessor: accessor.resolve(record, quiet=True),
                 text=lambda row, name=bound.name: row.get_cell_value(name),
+                raw_in_json=getattr(bound.column, "raw_in_json", False),
             )
         )
         for key, header, path in extras.get(bound.name, ()):
@@ -111,6 +115,8 @@ def json_value(field: ExportField, row: BoundRow) -> Any:
         return iso_utc(raw)
     if isinstance(raw, timedelta):
         return json_number(Decimal(str(raw.total_seconds())))
+    if field.raw_in_json and isinstance(raw, str):
+        return raw
     text = field.text(row)
     return None if text is None else force_str(text)
 

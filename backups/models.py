@@ -467,3 +467,48 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.hostname
+
+
+from django.utils import timezone  # noqa: E402  (the audit log's part of this module)
+
+
+class AuditAction(models.TextChoices):
+    LOGIN = "login", _("Signed in")
+    LOGIN_FAILED = "login_failed", _("Sign-in failed")
+    LOGOUT = "logout", _("Signed out")
+    LOCKOUT = "lockout", _("Locked out")
+    SYNC_TRIGGERED = "sync_triggered", _("Sync started")
+    EXPORT = "export", _("Export")
+    PERMISSION_CHANGED = "permission_changed", _("Permissions changed")
+    USER_CREATED = "user_created", _("User created")
+
+
+class AuditEvent(models.Model):
+    """One security-relevant action: who, what, from where (see ``backups.audit``).
+
+    ``username`` is kept as text besides ``user``: a failed sign-in has no
+    user, and the row must still say who it was after the user is deleted.
+    ``detail`` never holds a password or a secret.
+    """
+
+    at = models.DateTimeField(default=timezone.now)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=32, choices=AuditAction.choices)
+    detail = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    path = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["-at", "-id"], name="audit_at_desc")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.username or '-'} {self.action}"
+
+
+# The audit log's signal receivers (sign-ins, permission changes) listen from
+# the moment the models are loaded, in the web process and in commands alike.
+import backups.audit  # noqa: E402, F401

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from backups.views import instances, overview, preferences, records, sync
+from backups.views import audit, instances, overview, preferences, records, sync
 
 app_name = "backups"
 
@@ -18,4 +18,5 @@ urlpatterns = [
     path("sync/", sync.SyncRunListView.as_view(), name="sync-list"),
     path("sync/now/", sync.SyncNowView.as_view(), name="sync-now"),
     path("sync/<int:pk>/", sync.SyncRunDetailView.as_view(), name="sync-detail"),
+    path("audit/", audit.AuditEventListView.as_view(), name="audit-list"),
 ]

@@ -24,22 +24,47 @@ DATA_DIR = Path(envstr("DASHBOARD_DATA_DIR") or BASE_DIR / "var").resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = envbool("DJANGO_DEBUG", False)
+# Production is declared, not guessed: the embedded mode (`make run`, plain
+# HTTP on 127.0.0.1, a generated key) must keep working with real cloud
+# credentials too, so neither "not DEBUG" nor "not demo" can mean production.
+# Production refuses to start without its own secret key and host names, and
+# turns on HTTPS-only cookies, HSTS and the SSL redirect (see "Security").
+PRODUCTION = envbool("DASHBOARD_PRODUCTION", False)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DJANGO_DEBUG must be off when DASHBOARD_PRODUCTION is on")
+
+_GENERATED_KEY_PATH = DATA_DIR / "secret_key"
 
 
 def _secret_key() -> str:
     key = envstr("DJANGO_SECRET_KEY")
+    if PRODUCTION:
+        if not key:
+            raise ImproperlyConfigured("DASHBOARD_PRODUCTION is on but DJANGO_SECRET_KEY is not set")
+        # Django's own deploy check wants 50+ characters, at least 5 different.
+        if len(key) < 50 or len(set(key)) < 5 or key.startswith("django-insecure-"):
+            raise ImproperlyConfigured(
+                "DJANGO_SECRET_KEY must be a random string of at least 50 characters in production"
+            )
+        if _GENERATED_KEY_PATH.exists() and _GENERATED_KEY_PATH.read_text().strip() == key:
+            raise ImproperlyConfigured(
+                "DJANGO_SECRET_KEY is the embedded mode's generated key; production needs its own"
+            )
+        return key
     if key:
         return key
     # Embedded mode: a random key, kept in the data folder so sessions survive
     # a restart. Production sets DJANGO_SECRET_KEY.
-    path = DATA_DIR / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    if not _GENERATED_KEY_PATH.exists():
+        _GENERATED_KEY_PATH.write_text(secrets.token_urlsafe(50))
+        _GENERATED_KEY_PATH.chmod(0o600)
+    return _GENERATED_KEY_PATH.read_text().strip()
 
 
 SECRET_KEY = _secret_key()
+if PRODUCTION and not envlist("DJANGO_ALLOWED_HOSTS"):
+    # The loopback default would make every real request a 400.
+    raise ImproperlyConfigured("DASHBOARD_PRODUCTION is on but DJANGO_ALLOWED_HOSTS is not set")
 ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS")
 
@@ -60,6 +85,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "backups.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -92,6 +118,54 @@ TEMPLATES = [
 ]
 
 WSGI_APPLICATION = "dashboard.wsgi.application"
+
+# --- Security -----------------------------------------------------------------
+
+# Always on, HTTP or HTTPS: no framing, no MIME sniffing, no referrer to other
+# sites, and a window of its own (other sites' windows cannot script it).
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+# HTTPS only in production; the embedded mode serves plain HTTP on loopback,
+# where secure cookies would never come back and HSTS would lock the browser
+# out of every other local port.
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+# Behind a TLS-terminating proxy that already redirects to HTTPS, turn this off
+# (and set DJANGO_SECURE_PROXY_SSL_HEADER so Django knows the request was HTTPS).
+SECURE_SSL_REDIRECT = envbool("DJANGO_SECURE_SSL_REDIRECT", PRODUCTION)
+SECURE_HSTS_SECONDS = envint("DJANGO_SECURE_HSTS_SECONDS", 365 * 24 * 3600 if PRODUCTION else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = envbool("DJANGO_SECURE_HSTS_PRELOAD", PRODUCTION)
+# "HTTP_X_FORWARDED_PROTO,https": the header the proxy sets and the value that
+# means HTTPS. Only set it behind a proxy that always sets (or strips) it.
+_proxy_header = envlist("DJANGO_SECURE_PROXY_SSL_HEADER")
+if _proxy_header:
+    if len(_proxy_header) != 2 or not _proxy_header[0].startswith("HTTP_"):
+        raise ImproperlyConfigured(
+            "DJANGO_SECURE_PROXY_SSL_HEADER must be HEADER,VALUE like HTTP_X_FORWARDED_PROTO,https"
+        )
+    SECURE_PROXY_SSL_HEADER = (_proxy_header[0], _proxy_header[1])
+SILENCED_SYSTEM_CHECKS: list[str] = []
+if PRODUCTION and not SECURE_SSL_REDIRECT:
+    # Turned off on purpose: the proxy in front redirects to HTTPS.
+    SILENCED_SYSTEM_CHECKS.append("security.W008")
+
+# Content-Security-Policy on every response (backups/csp.py). No inline
+# scripts or styles anywhere: JS and CSS are static files, htmx is told not to
+# inject its indicator styles, and SVG charts use presentation attributes.
+CONTENT_SECURITY_POLICY = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "object-src": ["'none'"],
+    "base-uri": ["'none'"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+}
 
 # --- Database -----------------------------------------------------------------
 
@@ -129,6 +203,55 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "backups:backup-list"
 LOGOUT_REDIRECT_URL = "login"
+
+# Roles, sign-in rate limits, sessions and single sign-on (backups/roles.py,
+# backups/access.py, backups/audit.py). Added to the lists above, in one place.
+INSTALLED_APPS += ["axes"]
+_auth_at = MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1
+# Single sign-on: the request.META key an authenticating proxy puts the user
+# name in, e.g. HTTP_X_REMOTE_USER for "X-Remote-User". Off when empty. The
+# proxy MUST strip that header from what clients send, or anyone can claim to
+# be anyone.
+DASHBOARD_REMOTE_USER_HEADER = envstr("DASHBOARD_REMOTE_USER_HEADER")
+# Whether a name the proxy vouches for and we do not know becomes a new user
+# (with DASHBOARD_DEFAULT_ROLE); otherwise an admin creates it first.
+DASHBOARD_REMOTE_USER_CREATE = envbool("DASHBOARD_REMOTE_USER_CREATE", False)
+MIDDLEWARE[_auth_at:_auth_at] = ["backups.audit.AuditRequestMiddleware"] + (
+    ["backups.access.DashboardRemoteUserMiddleware"] if DASHBOARD_REMOTE_USER_HEADER else []
+)
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.auth.middleware.LoginRequiredMiddleware") + 1,
+    "backups.access.RoleRequiredMiddleware",
+)
+# Last, as django-axes asks: it turns a locked-out sign-in into its page.
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username+address before a password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    *(["backups.access.DashboardRemoteUserBackend"] if DASHBOARD_REMOTE_USER_HEADER else []),
+    "django.contrib.auth.backends.ModelBackend",
+]
+# The role a new account gets (viewer, operator, admin), from the admin or
+# single sign-on; empty for none: then it sees nothing until an admin gives one.
+DASHBOARD_DEFAULT_ROLE = envstr("DASHBOARD_DEFAULT_ROLE", "viewer").lower()
+if DASHBOARD_DEFAULT_ROLE not in ("", "viewer", "operator", "admin"):
+    raise ImproperlyConfigured(
+        f"DASHBOARD_DEFAULT_ROLE must be viewer, operator, admin or empty, got {DASHBOARD_DEFAULT_ROLE!r}"
+    )
+# Sign-ins: after AXES_FAILURE_LIMIT failures for one username from one
+# address, that pair is refused for AXES_COOLOFF_MINUTES; a success resets it.
+AXES_ENABLED = envbool("AXES_ENABLED", True)
+AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", 5, minimum=1, maximum=1000)
+AXES_COOLOFF_TIME = envint("AXES_COOLOFF_MINUTES", 15, minimum=1, maximum=7 * 24 * 60) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Who signed in is in our audit log; axes keeps only the failures it counts.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
+# Sessions end this many hours after sign-in.
+DASHBOARD_SESSION_HOURS = envint("DASHBOARD_SESSION_HOURS", 12, minimum=1, maximum=24 * 90)
+SESSION_COOKIE_AGE = DASHBOARD_SESSION_HOURS * 3600
 
 # --- I18n and time ------------------------------------------------------------
 

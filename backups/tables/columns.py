@@ -40,6 +40,8 @@ class ChoiceBadgeColumn(tables.Column):
     neutral colour.
     """
 
+    raw_in_json = True
+
     def __init__(self, choices: type[ColoredChoices], *args, **kwargs):
         self.choices = choices
         super().__init__(*args, **kwargs)

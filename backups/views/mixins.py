@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django_tables2 import SingleTableMixin, Table
 
+from backups import audit
 from backups.exports import EXPORT_FORMATS, export_response
 from backups.timewindow import PRESETS, TIME_BOUND_PARAMS, absolute_query
 
@@ -401,6 +402,11 @@ class TablePageMixin(SingleTableMixin):
     def render_to_response(self, context, **response_kwargs):
         if self.export_format:
             table = context[self.get_context_table_name(None)]
+            audit.record(
+                "export",
+                request=self.request,
+                detail={"format": self.export_format, "params": audit.safe_params(self.request.GET)},
+            )
             return export_response(table, self.export_format, filename=self.export_filename, now=self.now)
         response = super().render_to_response(context, **response_kwargs)
         # The same URL answers with a fragment or a page: caches must not mix them.

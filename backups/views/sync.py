@@ -25,7 +25,7 @@ from django.views.generic import DetailView
 from django_tables2 import SingleTableView
 from kombu.exceptions import KombuError
 
-from backups import tasks
+from backups import audit, tasks
 from backups.choices import SyncOutcome
 from backups.filters.sync import SyncRunFilterSet
 from backups.models import DcsInstance, SyncRun
@@ -163,6 +163,9 @@ class SyncNowView(PermissionRequiredMixin, View):
                 % {"instance": instance},
             )
             return HttpResponseRedirect(back)
+        audit.record(
+            "sync_triggered", request=request, detail={"instance": instance.instance_id if instance else None}
+        )
         try:
             tasks.request_sync(instance=instance, user=request.user)
         except tasks.SyncUnavailable as exc:
