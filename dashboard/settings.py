@@ -383,7 +383,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": envstr("DASHBOARD_LOG_LEVEL", "INFO").upper()},
-    "loggers": {"urllib3": {"level": "WARNING"}},
+    # axes logs every sign-in at INFO; failures and lockouts are in the audit log.
+    "loggers": {"urllib3": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 # --- Sync schedule (Celery beat) ---------------------------------------------

@@ -19,8 +19,9 @@ from backups import exports
 from tests.factories import T0, make_instance, make_record
 
 LIST_URL = "/backups/"
-# Session, user, and the records with their instances: no count, no page.
-EXPORT_QUERIES = 3
+# Session, user, the records with their instances, and the audit event: no
+# count, no page.
+EXPORT_QUERIES = 4
 CSV_HEADER = [
     "Instance",
     "Instance id",
