@@ -16,38 +16,32 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backups.choices import BackupFormat, BackupStatus, BackupType
+from backups.filters.instances import DcsInstanceFilterSet
+from backups.filters.records import BackupRecordFilterSet
+from backups.filters.sync import SyncRunFilterSet
 from backups.timewindow import PRESETS
 from tests.factories import T0, make_instance, make_record, make_sync_run
 
-KNOWN_KEYS = [
-    "q",
-    "status",
-    "backup_type",
-    "backup_format",
-    "instance",
-    "region",
-    "engine",
-    "created_after",
-    "created_before",
-    "at_risk",
-    "gone",
-    "outcome",
-    "kind",
-    "trigger",
-    "started_after",
-    "started_before",
-    "page",
-    "per_page",
-    "sort",
-    "_export",
-    "window",
-    "errors-page",
-    "errors-sort",
-    "errors-per_page",
-    "items-page",
-    "items-sort",
-    "next",
-]
+# The filters come from the filtersets themselves, so a filter added later is
+# fuzzed too; the rest are the paging, sorting and page parameters.
+KNOWN_KEYS = sorted(
+    {
+        *BackupRecordFilterSet.base_filters,
+        *DcsInstanceFilterSet.base_filters,
+        *SyncRunFilterSet.base_filters,
+        "page",
+        "per_page",
+        "sort",
+        "_export",
+        "window",
+        "errors-page",
+        "errors-sort",
+        "errors-per_page",
+        "items-page",
+        "items-sort",
+        "next",
+    }
+)
 GOOD_VALUES = [
     *BackupStatus.values,
     *BackupType.values,
