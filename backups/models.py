@@ -15,9 +15,12 @@ at most one full-sync interval old.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 
 from backups.choices import BackupFormat, BackupStatus, BackupType, SyncOutcome
@@ -56,6 +59,16 @@ class DcsInstance(models.Model):
     # succeeded: the next incremental sync asks from here, less an overlap.
     backups_checked_at = models.DateTimeField(_("backups last checked"), null=True, blank=True)
     raw = models.JSONField(_("raw JSON as last received"), default=dict)
+    # A summary of the instance's backup records, kept current by database
+    # triggers on every write to them (backups.summaries): the fleet pages
+    # rank and filter thousands of instances by these without reading their
+    # millions of records. The newest backup is the newest by created_at
+    # (then id); records without a created_at are not counted as newest.
+    last_backup_at = models.DateTimeField(_("last backup"), null=True, blank=True, editable=False)
+    last_backup_status = models.CharField(
+        _("last backup status"), max_length=32, blank=True, default="", editable=False
+    )
+    last_success_at = models.DateTimeField(_("last success"), null=True, blank=True, editable=False)
 
     objects = DcsInstanceQuerySet.as_manager()
 
@@ -65,6 +78,10 @@ class DcsInstance(models.Model):
         ordering = ["name", "instance_id"]
         constraints = [
             models.UniqueConstraint(fields=["project_id", "instance_id"], name="uniq_instance_per_project"),
+        ]
+        indexes = [
+            models.Index(fields=["last_success_at", "id"], name="instance_last_success"),
+            models.Index(fields=["last_backup_at", "id"], name="instance_last_backup"),
         ]
 
     def __str__(self) -> str:
@@ -86,6 +103,13 @@ class DcsInstance(models.Model):
         return ""
 
 
+# finished_key of a backup without an end time. A literal the database
+# reads as a time (PostgreSQL) or compares as text (SQLite, which stores
+# times as "YYYY-MM-DD HH:MM:SS"); a datetime parameter cannot be part of a
+# generated column's definition.
+NEVER_FINISHED = "0001-01-01 00:00:00"
+
+
 class BackupRecordQuerySet(models.QuerySet):
     def present(self):
         return self.filter(gone_at__isnull=True)
@@ -100,7 +124,11 @@ class BackupRecordQuerySet(models.QuerySet):
 class BackupRecord(models.Model):
     """One BackupRecordResponse (dcs-api.md §1.3), with real types."""
 
-    instance = models.ForeignKey(DcsInstance, on_delete=models.CASCADE, related_name="backups")
+    # No index of its own: (instance, backup_id) and (instance, created_at)
+    # both start with it, and every index costs each write of a record.
+    instance = models.ForeignKey(
+        DcsInstance, on_delete=models.CASCADE, related_name="backups", db_index=False
+    )
     backup_id = models.CharField(_("backup id"), max_length=64)
     backup_name = models.CharField(_("backup name"), max_length=255, blank=True)
     # Choices give label and colour; a value the API adds later is stored as
@@ -122,6 +150,18 @@ class BackupRecord(models.Model):
     last_seen = models.DateTimeField(_("last seen"))
     gone_at = models.DateTimeField(_("gone since"), null=True, blank=True)
     raw = models.JSONField(_("raw JSON as last received"), default=dict)
+    # The sort keys of size and finished, computed by the database: an
+    # unknown size or end (a backup still running) sorts below every known
+    # one, and a key that is never null needs no NULLS FIRST/LAST, which
+    # PostgreSQL and SQLite place differently and SQLite cannot index.
+    size_key = models.GeneratedField(
+        expression=Coalesce("size", Value(-1)), output_field=models.BigIntegerField(), db_persist=True
+    )
+    finished_key = models.GeneratedField(
+        expression=Coalesce("updated_at", Value(NEVER_FINISHED), output_field=models.DateTimeField()),
+        output_field=models.DateTimeField(),
+        db_persist=True,
+    )
 
     objects = BackupRecordQuerySet.as_manager()
 
@@ -136,10 +176,17 @@ class BackupRecord(models.Model):
                 name="backup_progress_0_to_100",
             ),
         ]
+        # One index behind every order the list offers (BackupRecordTable),
+        # each ending in id so that a page boundary is one point to seek
+        # from, and each serving both directions.
         indexes = [
             models.Index(fields=["instance", "-created_at", "-id"], name="backup_instance_created"),
             models.Index(fields=["-created_at", "-id"], name="backup_created"),
-            models.Index(fields=["status"], name="backup_status"),
+            # The status filter in the default order, and the status sort.
+            models.Index(fields=["status", "-created_at", "-id"], name="backup_status_created"),
+            models.Index(fields=["status", "id"], name="backup_status_id"),
+            models.Index(fields=["size_key", "id"], name="backup_size_key"),
+            models.Index(fields=["finished_key", "id"], name="backup_finished_key"),
         ]
 
     def __str__(self) -> str:
@@ -170,6 +217,39 @@ class BackupStatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.status} {self.progress}% @ {self.observed_at:%Y-%m-%d %H:%M:%S}Z"
+
+
+class BackupHourlyCount(models.Model):
+    """How many backup records were created in one hour, by status, per project.
+
+    A summary table kept exact by database triggers on every insert, update
+    and delete of a record (``backups.summaries``), whoever writes: the
+    sync, the admin, a retention job. The overview counts a window from
+    these rows (at most a few thousand) plus the records of its two
+    partial hours, instead of counting millions of records on every view.
+    Records without a created_at are counted in the hour ``NO_HOUR``, so the
+    sum of every row is the number of records.
+    """
+
+    NO_HOUR = datetime(1, 1, 1, tzinfo=UTC)
+
+    hour = models.DateTimeField(_("hour"))
+    status = models.CharField(_("status"), max_length=32, blank=True, choices=BackupStatus.choices)
+    region = models.CharField(_("region"), max_length=64)
+    project_id = models.CharField(_("project id"), max_length=64)
+    records = models.BigIntegerField(_("records"), default=0)
+
+    class Meta:
+        verbose_name = _("hourly backup count")
+        verbose_name_plural = _("hourly backup counts")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "status", "region", "project_id"], name="uniq_hourly_count"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}:00Z {self.status} {self.records}"
 
 
 # --- Sync runs ------------------------------------------------------------------

@@ -37,9 +37,10 @@ from django.db.models import (
     Window,
 )
 from django.db.models.functions import Coalesce, NullIf, Round
+from django.utils import timezone
 
 from backups.choices import BackupStatus, SyncOutcome
-from backups.models import BackupRecord, DcsInstance, SyncError, SyncRun
+from backups.models import BackupHourlyCount, BackupRecord, DcsInstance, SyncError, SyncRun
 
 SUCCEEDED = BackupStatus.SUCCEED.value
 FAILED = BackupStatus.FAILED.value
@@ -89,14 +90,8 @@ def _count_of(records: QuerySet[BackupRecord]) -> Coalesce:
     return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
 
 
-def with_last_success(queryset: QuerySet[DcsInstance]) -> QuerySet[DcsInstance]:
-    """Adds ``last_success_at``: when the instance's newest successful backup was created."""
-    newest_success = _backups_of_row().filter(status=SUCCEEDED).order_by("-created_at", "-id")
-    return queryset.annotate(last_success_at=Subquery(newest_success.values("created_at")[:1]))
-
-
 def with_risk(queryset: QuerySet[DcsInstance], *, now: datetime) -> QuerySet[DcsInstance]:
-    """Adds ``single_node`` and ``at_risk`` to a queryset that has ``last_success_at``.
+    """Adds ``single_node`` and ``at_risk`` to a queryset of instances.
 
     At risk: listed by the API, backed up in principle (not single-node), and
     no success within the threshold, or none ever. A success exactly at the
@@ -121,12 +116,13 @@ def with_risk(queryset: QuerySet[DcsInstance], *, now: datetime) -> QuerySet[Dcs
 def instances_with_stats(*, now: datetime) -> QuerySet[DcsInstance]:
     """Every instance with the facts the fleet table shows, as one query.
 
-    Each fact is a correlated subquery on the (instance, created_at) index, so
-    a database evaluates them for the rows of the page only, and counting the
-    rows for the paginator needs none of them.
+    The last backup and last success are the instance's own summary columns
+    (backups.summaries), so sorting and the at-risk filter read no records.
+    The 30-day facts are correlated subqueries on the (instance, created_at)
+    index: a database evaluates them for the rows of the page only, and
+    counting the rows for the paginator needs none of them.
     """
     since = now - STATS_PERIOD
-    newest = _backups_of_row().order_by("-created_at", "-id")
     recent = _backups_of_row().filter(created_at__gte=since)
     size_kept = (
         _backups_of_row()
@@ -135,9 +131,7 @@ def instances_with_stats(*, now: datetime) -> QuerySet[DcsInstance]:
         .annotate(total=Sum("size"))
         .values("total")
     )
-    queryset = with_last_success(DcsInstance.objects.all()).annotate(
-        last_backup_at=Subquery(newest.values("created_at")[:1]),
-        last_backup_status=Subquery(newest.values("status")[:1]),
+    queryset = DcsInstance.objects.annotate(
         backups_30d=_count_of(recent),
         succeeded_30d=_count_of(recent.filter(status=SUCCEEDED)),
         failed_30d=_count_of(recent.filter(status=FAILED)),
@@ -169,7 +163,7 @@ def instance_for_page(instance_id: str, *, now: datetime, window_start: datetime
         .values("created_at")[:1]
     )
     queryset = with_sync_staleness(
-        with_risk(with_last_success(DcsInstance.objects.filter(instance_id=instance_id)), now=now), now=now
+        with_risk(DcsInstance.objects.filter(instance_id=instance_id), now=now), now=now
     )
     return (
         queryset.annotate(success_before_window_at=Subquery(before))
@@ -211,19 +205,49 @@ class StatusCounts:
         return success_rate(self.succeeded, self.failed)
 
 
-def backup_status_counts(*, since: datetime) -> StatusCounts:
-    """One aggregate query: the backups created since ``since``, by status.
+def _hour_floor(value: datetime) -> datetime:
+    return value.replace(minute=0, second=0, microsecond=0)
+
+
+def backup_status_counts(
+    *, since: datetime, now: datetime | None = None, region: str = "", project_id: str = ""
+) -> StatusCounts:
+    """The backups created since ``since``, by status, in one query of two parts.
+
+    The whole hours of the window come from the hourly summary
+    (``BackupHourlyCount``, kept exact by triggers): a few rows per hour
+    whatever the fleet's size. The two partial hours at its edges, from
+    ``since`` to the next whole hour and from the current hour on, are
+    counted from the records themselves, on the created_at index: so the
+    counts are exact to the second, like the list their tiles link to.
 
     Records the API no longer lists count too: they did run in the window.
     """
-    aggregates = {f"n_{status.value}": Count("pk", filter=Q(status=status.value)) for status in BackupStatus}
-    row = (
-        BackupRecord.objects.filter(created_at__gte=since)
-        .order_by()
-        .aggregate(total=Count("pk"), **aggregates)
-    )
-    by_status = {status.value: row[f"n_{status.value}"] or 0 for status in BackupStatus}
-    return StatusCounts(since=since, by_status=by_status, total=row["total"] or 0)
+    now = now or timezone.now()
+    first_hour = _hour_floor(since) + (timedelta(hours=1) if since != _hour_floor(since) else timedelta())
+    this_hour = _hour_floor(now)
+    records = BackupRecord.objects.filter(created_at__gte=since)
+    hours = BackupHourlyCount.objects.filter(hour__gte=first_hour, hour__lt=this_hour)
+    if region:
+        hours, records = hours.filter(region=region), records.filter(instance__region=region)
+    if project_id:
+        hours, records = hours.filter(project_id=project_id), records.filter(instance__project_id=project_id)
+    counted = records.order_by().values("status").annotate(n=Count("pk"))
+    if first_hour < this_hour:
+        counted = counted.filter(Q(created_at__lt=first_hour) | Q(created_at__gte=this_hour))
+        summed = hours.order_by().values("status").annotate(n=Sum("records"))
+        rows = summed.union(counted, all=True)
+    else:
+        # Less than two hours: no whole hour inside, the records alone.
+        rows = counted
+    by_status = dict.fromkeys(BackupStatus.values, 0)
+    total = 0
+    for row in rows:
+        n = int(row["n"] or 0)
+        total += n
+        if row["status"] in by_status:
+            by_status[row["status"]] += n
+    return StatusCounts(since=since, by_status=by_status, total=total)
 
 
 def running_backups(*, limit: int = 100) -> list[BackupRecord]:
@@ -290,7 +314,7 @@ def _by_last_sync(rows: list[DcsInstance]) -> list[DcsInstance]:
 def fleet_risk(*, now: datetime) -> FleetRisk:
     """Listed instances at risk, single-node, or stale in sync, in one query."""
     rows = (
-        with_sync_staleness(with_risk(with_last_success(DcsInstance.objects.present()), now=now), now=now)
+        with_sync_staleness(with_risk(DcsInstance.objects.present(), now=now), now=now)
         .filter(Q(single_node=True) | Q(at_risk=True) | Q(sync_stale=True))
         .order_by(F("last_success_at").asc(nulls_first=True), "name", "instance_id", "pk")
     )
@@ -498,7 +522,6 @@ __all__ = [
     "success_rate",
     "sync_freshness",
     "sync_stale_after",
-    "with_last_success",
     "with_risk",
     "with_sync_staleness",
 ]

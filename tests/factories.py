@@ -49,9 +49,9 @@ def make_record(instance: DcsInstance | None = None, **fields) -> BackupRecord:
         "progress": Decimal("100.00"),
         "is_support_restore": True,
         "created_at": created,
-        "updated_at": created + timedelta(minutes=2),
-        "first_seen": created,
-        "last_seen": created,
+        "updated_at": created + timedelta(minutes=2) if created else None,
+        "first_seen": created or T0,
+        "last_seen": created or T0,
     }
     values.update(fields)
     return BackupRecord.objects.create(**values)

@@ -245,7 +245,7 @@ def test_it_gives_zeros_and_nulls_for_an_instance_never_backed_up():
     row = stats_of(make_instance())
 
     assert row.last_backup_at is None
-    assert row.last_backup_status is None
+    assert row.last_backup_status == ""
     assert row.last_success_at is None
     assert (row.backups_30d, row.succeeded_30d, row.failed_30d, row.backed_up_size) == (0, 0, 0, 0)
     assert row.success_rate_30d is None

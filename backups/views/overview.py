@@ -162,7 +162,7 @@ class OverviewView(TemplateView):
         }
 
     def counts_context(self, now, window: str) -> dict:
-        counts = backup_status_counts(since=now - PRESETS[window])
+        counts = backup_status_counts(since=now - PRESETS[window], now=now)
         list_url = reverse("backups:backup-list")
         tiles = [
             {

@@ -1,0 +1,319 @@
+"""Summaries of the backup records, kept exact by the database itself.
+
+Two summaries let the fleet pages answer without reading millions of records:
+
+- on each ``DcsInstance``: ``last_backup_at``, ``last_backup_status`` and
+  ``last_success_at`` (what the at-risk rule and the fleet table need);
+- ``BackupHourlyCount``: how many records were created per hour, status and
+  project (what the overview's counts and success rates need).
+
+Triggers on the records table keep both current on every insert, update and
+delete, whoever writes: the sync, the admin, a retention job, a test. That is
+why they are triggers and not Python in the sync: a summary that one writer
+forgets is wrong forever, and one that every writer must remember is a bug
+waiting for the next writer.
+
+PostgreSQL runs one trigger per *statement* (with transition tables), so a
+bulk upsert of 500 rows costs one grouped update of the summaries, not 500.
+SQLite has row triggers only; its writes are in-process and serialised, and
+each row costs a few index probes.
+
+Lock order on PostgreSQL: a trigger updates the instance's row before the
+hourly counts, the same order as the sync, which writes the instance row
+and its records in one transaction. Counts are added with ``ON CONFLICT DO
+UPDATE SET records = records + excluded.records``, so concurrent syncs of
+different instances never overwrite each other's counts.
+
+``rebuild_summaries()`` recomputes both from the records (the migration that
+adds them, and after a bulk load that ran with the triggers ``suspended()``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import connection, transaction
+
+RECORDS = "backups_backuprecord"
+INSTANCES = "backups_dcsinstance"
+COUNTS = "backups_backuphourlycount"
+SUCCEEDED = "succeed"
+TRIGGER_PREFIX = "backups_summary_"
+
+# --- PostgreSQL -------------------------------------------------------------------
+
+# The hour of a created_at, in UTC whatever the session's zone; no created_at: NO_HOUR.
+_PG_HOUR = (
+    "coalesce(date_trunc('hour', {t}.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', "
+    "timestamptz '0001-01-01 00:00:00+00')"
+)
+
+# Recompute the summary columns of the instances in {affected} (a query of ids).
+# IS DISTINCT FROM: an instance whose summary did not change is not written.
+_PG_INSTANCES = f"""
+    UPDATE {INSTANCES} AS i
+       SET last_backup_at = s.last_backup_at,
+           last_backup_status = s.last_backup_status,
+           last_success_at = s.last_success_at
+      FROM (
+        SELECT a.instance_id,
+               newest.created_at AS last_backup_at,
+               coalesce(newest.status, '') AS last_backup_status,
+               (SELECT max(r.created_at) FROM {RECORDS} r
+                 WHERE r.instance_id = a.instance_id AND r.status = '{SUCCEEDED}') AS last_success_at
+          FROM ({{affected}}) AS a
+          LEFT JOIN LATERAL (
+            SELECT r.created_at, r.status FROM {RECORDS} r
+             WHERE r.instance_id = a.instance_id AND r.created_at IS NOT NULL
+             ORDER BY r.created_at DESC, r.id DESC LIMIT 1
+          ) AS newest ON true
+      ) AS s
+     WHERE i.id = s.instance_id
+       AND (i.last_backup_at IS DISTINCT FROM s.last_backup_at
+            OR i.last_backup_status IS DISTINCT FROM s.last_backup_status
+            OR i.last_success_at IS DISTINCT FROM s.last_success_at);
+"""
+
+# Add {deltas} (rows of hour, status, instance_id, n) to the hourly counts, in
+# key order so that two transactions lock the rows they share in one order.
+_PG_COUNTS = f"""
+    INSERT INTO {COUNTS} (hour, status, region, project_id, records)
+    SELECT d.hour, d.status, i.region, i.project_id, sum(d.n)
+      FROM ({{deltas}}) AS d JOIN {INSTANCES} i ON i.id = d.instance_id
+     GROUP BY 1, 2, 3, 4
+    HAVING sum(d.n) <> 0
+     ORDER BY 1, 2, 3, 4
+    ON CONFLICT (hour, status, region, project_id)
+    DO UPDATE SET records = {COUNTS}.records + excluded.records;
+"""
+
+_PG_ROWS = "SELECT {hour} AS hour, {t}.status, {t}.instance_id, {sign} AS n FROM {table} {t}"
+# An update matters to the summaries only when it moved a record's status,
+# time or instance; the sync's last_seen refreshes do not.
+_PG_MOVED = (
+    "SELECT o.id FROM old_rows o JOIN new_rows n ON n.id = o.id "
+    "WHERE o.status IS DISTINCT FROM n.status OR o.created_at IS DISTINCT FROM n.created_at "
+    "OR o.instance_id IS DISTINCT FROM n.instance_id"
+)
+
+
+def _pg_rows(table: str, sign: int, where: str = "") -> str:
+    t = "r"
+    return _PG_ROWS.format(hour=_PG_HOUR.format(t=t), t=t, sign=sign, table=table) + where
+
+
+def _pg_function(name: str, body: str) -> str:
+    return (
+        f"CREATE OR REPLACE FUNCTION {TRIGGER_PREFIX}{name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        f"BEGIN\n{body}\nRETURN NULL;\nEND;\n$$;"
+    )
+
+
+def _pg_statements() -> list[str]:
+    moved = f" WHERE r.id IN ({_PG_MOVED})"
+    inserted = _pg_function(
+        "inserted",
+        _PG_INSTANCES.format(affected="SELECT DISTINCT instance_id FROM new_rows")
+        + _PG_COUNTS.format(deltas=_pg_rows("new_rows", 1)),
+    )
+    updated = _pg_function(
+        "updated",
+        _PG_INSTANCES.format(
+            affected=(
+                f"SELECT instance_id FROM old_rows r{moved} UNION SELECT instance_id FROM new_rows r{moved}"
+            )
+        )
+        + _PG_COUNTS.format(
+            deltas=f"{_pg_rows('old_rows', -1, moved)} UNION ALL {_pg_rows('new_rows', 1, moved)}"
+        ),
+    )
+    deleted = _pg_function(
+        "deleted",
+        _PG_INSTANCES.format(affected="SELECT DISTINCT instance_id FROM old_rows")
+        + _PG_COUNTS.format(deltas=_pg_rows("old_rows", -1)),
+    )
+    triggers = [
+        ("inserted", "INSERT", "NEW TABLE AS new_rows"),
+        ("updated", "UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+        ("deleted", "DELETE", "OLD TABLE AS old_rows"),
+    ]
+    return [inserted, updated, deleted] + [
+        f"CREATE TRIGGER {TRIGGER_PREFIX}{name} AFTER {event} ON {RECORDS} "
+        f"REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION {TRIGGER_PREFIX}{name}();"
+        for name, event, tables in triggers
+    ]
+
+
+def _pg_drop() -> list[str]:
+    names = ("inserted", "updated", "deleted")
+    return [f"DROP TRIGGER IF EXISTS {TRIGGER_PREFIX}{name} ON {RECORDS};" for name in names] + [
+        f"DROP FUNCTION IF EXISTS {TRIGGER_PREFIX}{name}();" for name in names
+    ]
+
+
+# --- SQLite -----------------------------------------------------------------------
+
+# Django stores SQLite times as text, "YYYY-MM-DD HH:MM:SS[.ffffff]" in UTC.
+_SQLITE_HOUR = "coalesce(strftime('%Y-%m-%d %H:00:00', {row}.created_at), '0001-01-01 00:00:00')"
+
+_SQLITE_INSTANCE = f"""
+    UPDATE {INSTANCES} SET
+        last_backup_at = (SELECT created_at FROM {RECORDS}
+                           WHERE instance_id = {{row}}.instance_id AND created_at IS NOT NULL
+                           ORDER BY created_at DESC, id DESC LIMIT 1),
+        last_backup_status = coalesce((SELECT status FROM {RECORDS}
+                           WHERE instance_id = {{row}}.instance_id AND created_at IS NOT NULL
+                           ORDER BY created_at DESC, id DESC LIMIT 1), ''),
+        last_success_at = (SELECT max(created_at) FROM {RECORDS}
+                            WHERE instance_id = {{row}}.instance_id AND status = '{SUCCEEDED}')
+     WHERE id = {{row}}.instance_id;
+"""
+
+# "WHERE true" is not decoration: without a WHERE, SQLite reads ON CONFLICT as
+# part of the SELECT's join.
+_SQLITE_COUNT = f"""
+    INSERT INTO {COUNTS} (hour, status, region, project_id, records)
+    SELECT {{hour}}, {{row}}.status, region, project_id, {{sign}} FROM {INSTANCES}
+     WHERE id = {{row}}.instance_id AND true
+    ON CONFLICT (hour, status, region, project_id) DO UPDATE SET records = records + excluded.records;
+"""
+
+
+def _sqlite_apply(row: str, sign: int) -> str:
+    return _SQLITE_INSTANCE.format(row=row) + _SQLITE_COUNT.format(
+        hour=_SQLITE_HOUR.format(row=row), row=row, sign=sign
+    )
+
+
+def _sqlite_statements() -> list[str]:
+    moved = (
+        "OLD.status IS NOT NEW.status OR OLD.created_at IS NOT NEW.created_at "
+        "OR OLD.instance_id IS NOT NEW.instance_id"
+    )
+    return [
+        f"CREATE TRIGGER {TRIGGER_PREFIX}inserted AFTER INSERT ON {RECORDS} "
+        f"BEGIN {_sqlite_apply('NEW', 1)} END;",
+        f"CREATE TRIGGER {TRIGGER_PREFIX}updated AFTER UPDATE OF status, created_at, instance_id "
+        f"ON {RECORDS} WHEN {moved} BEGIN {_sqlite_apply('OLD', -1)} {_sqlite_apply('NEW', 1)} END;",
+        f"CREATE TRIGGER {TRIGGER_PREFIX}deleted AFTER DELETE ON {RECORDS} "
+        f"BEGIN {_sqlite_apply('OLD', -1)} END;",
+    ]
+
+
+def _sqlite_drop() -> list[str]:
+    return [f"DROP TRIGGER IF EXISTS {TRIGGER_PREFIX}{name};" for name in ("inserted", "updated", "deleted")]
+
+
+# --- Installing, suspending, rebuilding ---------------------------------------------
+
+
+def _run(statements: list[str], using=None) -> None:
+    conn = connection if using is None else using
+    with conn.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+
+
+def _vendor(conn) -> str:
+    if conn.vendor not in ("postgresql", "sqlite"):
+        raise NotImplementedError(f"backup summaries need PostgreSQL or SQLite, not {conn.vendor}")
+    return conn.vendor
+
+
+def install_triggers(conn=None) -> None:
+    """Create (or re-create) the triggers; idempotent."""
+    conn = conn or connection
+    if _vendor(conn) == "postgresql":
+        _run(_pg_drop() + _pg_statements(), conn)
+    else:
+        _run(_sqlite_drop() + _sqlite_statements(), conn)
+
+
+def drop_triggers(conn=None) -> None:
+    conn = conn or connection
+    _run(_pg_drop() if _vendor(conn) == "postgresql" else _sqlite_drop(), conn)
+
+
+def triggers_installed(conn=None) -> bool:
+    conn = conn or connection
+    with conn.cursor() as cursor:
+        if _vendor(conn) == "postgresql":
+            cursor.execute(
+                "SELECT count(*) FROM pg_trigger WHERE tgname LIKE %s AND NOT tgisinternal",
+                [TRIGGER_PREFIX + "%"],
+            )
+        else:
+            cursor.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE %s",
+                [TRIGGER_PREFIX + "%"],
+            )
+        return cursor.fetchone()[0] == 3
+
+
+_PG_REBUILD_COUNTS = f"""
+    INSERT INTO {COUNTS} (hour, status, region, project_id, records)
+    SELECT {_PG_HOUR.format(t="r")}, r.status, i.region, i.project_id, count(*)
+      FROM {RECORDS} r JOIN {INSTANCES} i ON i.id = r.instance_id
+     GROUP BY 1, 2, 3, 4
+"""
+_SQLITE_REBUILD_COUNTS = f"""
+    INSERT INTO {COUNTS} (hour, status, region, project_id, records)
+    SELECT {_SQLITE_HOUR.format(row="r")}, r.status, i.region, i.project_id, count(*)
+      FROM {RECORDS} r JOIN {INSTANCES} i ON i.id = r.instance_id
+     GROUP BY 1, 2, 3, 4
+"""
+_SQLITE_REBUILD_INSTANCES = f"""
+    UPDATE {INSTANCES} SET
+        last_backup_at = (SELECT created_at FROM {RECORDS} r
+                           WHERE r.instance_id = {INSTANCES}.id AND r.created_at IS NOT NULL
+                           ORDER BY r.created_at DESC, r.id DESC LIMIT 1),
+        last_backup_status = coalesce((SELECT status FROM {RECORDS} r
+                           WHERE r.instance_id = {INSTANCES}.id AND r.created_at IS NOT NULL
+                           ORDER BY r.created_at DESC, r.id DESC LIMIT 1), ''),
+        last_success_at = (SELECT max(created_at) FROM {RECORDS} r
+                            WHERE r.instance_id = {INSTANCES}.id AND r.status = '{SUCCEEDED}')
+"""
+
+
+def rebuild_summaries(conn=None) -> None:
+    """Recompute every summary from the records, in one transaction.
+
+    On PostgreSQL the counts table is locked first, so a sync that writes
+    meanwhile waits and then adds its delta to the rebuilt counts rather
+    than to counts the rebuild is about to replace.
+    """
+    conn = conn or connection
+    with transaction.atomic(using=conn.alias):
+        if _vendor(conn) == "postgresql":
+            _run(
+                [
+                    f"LOCK TABLE {COUNTS} IN EXCLUSIVE MODE;",
+                    f"DELETE FROM {COUNTS};",
+                    _PG_REBUILD_COUNTS,
+                    _PG_INSTANCES.format(affected=f"SELECT id AS instance_id FROM {INSTANCES}"),
+                ],
+                conn,
+            )
+        else:
+            _run([f"DELETE FROM {COUNTS};", _SQLITE_REBUILD_COUNTS, _SQLITE_REBUILD_INSTANCES], conn)
+
+
+@contextmanager
+def suspended(conn=None) -> Iterator[None]:
+    """Bulk loads without the triggers, then one rebuild (``seed_bench``).
+
+    Nothing else should write records meanwhile: its changes would be
+    counted by the rebuild, but a delete of a row loaded here would not be
+    missed either, as the rebuild reads what is there at the end.
+    """
+    conn = conn or connection
+    drop_triggers(conn)
+    try:
+        yield
+    finally:
+        install_triggers(conn)
+        rebuild_summaries(conn)
+
+
+__all__ = ["drop_triggers", "install_triggers", "rebuild_summaries", "suspended", "triggers_installed"]

@@ -1,0 +1,208 @@
+"""The summaries kept by triggers: exact after any insert, update or delete, by any writer."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.db.models import Max
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from backups import summaries
+from backups.models import BackupHourlyCount, BackupRecord, DcsInstance
+from tests.factories import T0, make_instance, make_record
+
+pytestmark = pytest.mark.django_db
+
+STATUSES = ("succeed", "failed", "waiting", "backuping", "expired")
+
+
+def hour_of(value: datetime | None) -> datetime:
+    if value is None:
+        return BackupHourlyCount.NO_HOUR
+    return value.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def expected_counts() -> Counter:
+    counts = Counter()
+    for record in BackupRecord.objects.select_related("instance"):
+        key = (hour_of(record.created_at), record.status, record.instance.region, record.instance.project_id)
+        counts[key] += 1
+    return counts
+
+
+def stored_counts() -> Counter:
+    counts = Counter()
+    for row in BackupHourlyCount.objects.all():
+        if row.records:
+            counts[(row.hour, row.status, row.region, row.project_id)] = row.records
+    return counts
+
+
+def expected_instance(instance: DcsInstance) -> tuple:
+    dated = instance.backups.exclude(created_at=None).order_by("-created_at", "-id").first()
+    success = instance.backups.filter(status="succeed").aggregate(at=Max("created_at"))["at"]
+    return (dated.created_at if dated else None, dated.status if dated else "", success)
+
+
+def stored_instance(instance: DcsInstance) -> tuple:
+    instance.refresh_from_db()
+    return (instance.last_backup_at, instance.last_backup_status, instance.last_success_at)
+
+
+def assert_summaries_exact(*instances: DcsInstance) -> None:
+    assert stored_counts() == expected_counts()
+    for instance in instances:
+        assert stored_instance(instance) == expected_instance(instance)
+
+
+def test_it_has_its_triggers_after_migrating():
+    assert summaries.triggers_installed()
+
+
+def test_it_counts_a_new_record_in_its_hour():
+    instance = make_instance(region="ap-southeast-1")
+    make_record(instance, created_at=T0 + timedelta(minutes=5), status="failed")
+    row = BackupHourlyCount.objects.get()
+    assert (row.hour, row.status, row.region, row.project_id, row.records) == (
+        T0,
+        "failed",
+        "ap-southeast-1",
+        instance.project_id,
+        1,
+    )
+
+
+def test_it_keeps_the_instances_last_backup_and_last_success():
+    instance = make_instance()
+    ok = make_record(instance, created_at=T0, status="succeed")
+    make_record(instance, created_at=T0 + timedelta(hours=1), status="failed")
+    instance.refresh_from_db()
+    assert instance.last_backup_at == T0 + timedelta(hours=1)
+    assert instance.last_backup_status == "failed"
+    assert instance.last_success_at == T0
+    ok.delete()
+    instance.refresh_from_db()
+    assert instance.last_success_at is None
+
+
+def test_it_moves_a_count_when_a_sync_changes_a_status():
+    instance = make_instance()
+    record = make_record(instance, status="backuping")
+    BackupRecord.objects.filter(pk=record.pk).update(status="succeed")
+    assert_summaries_exact(instance)
+    assert (
+        stored_counts()[(hour_of(record.created_at), "backuping", instance.region, instance.project_id)] == 0
+    )
+
+
+def test_it_counts_records_without_a_time_apart():
+    instance = make_instance()
+    make_record(instance, created_at=None)
+    assert BackupHourlyCount.objects.get().hour == BackupHourlyCount.NO_HOUR
+    instance.refresh_from_db()
+    assert instance.last_backup_at is None
+
+
+def test_it_does_not_write_the_summaries_for_a_last_seen_refresh():
+    instance = make_instance()
+    make_record(instance)
+    before = list(BackupHourlyCount.objects.values_list("pk", "records"))
+    BackupRecord.objects.update(last_seen=T0 + timedelta(days=3))
+    assert list(BackupHourlyCount.objects.values_list("pk", "records")) == before
+
+
+def test_it_forgets_the_records_of_a_deleted_instance():
+    keep, drop = make_instance(), make_instance()
+    make_record(keep)
+    make_record(drop)
+    make_record(drop, status="failed")
+    drop.delete()
+    assert_summaries_exact(keep)
+    assert sum(stored_counts().values()) == 1
+
+
+def test_it_rebuilds_what_a_suspended_bulk_load_wrote():
+    instance = make_instance()
+    with summaries.suspended():
+        assert not summaries.triggers_installed()
+        for n in range(3):
+            make_record(instance, created_at=T0 + timedelta(hours=n), status="succeed")
+        assert not BackupHourlyCount.objects.exists()
+    assert summaries.triggers_installed()
+    assert_summaries_exact(instance)
+
+
+def test_it_rebuilds_to_the_same_summaries_the_triggers_kept():
+    instances = [make_instance(region=region) for region in ("cn-north-4", "cn-east-3")]
+    for n in range(12):
+        make_record(instances[n % 2], created_at=T0 + timedelta(minutes=37 * n), status=STATUSES[n % 5])
+    kept = stored_counts()
+    summaries.rebuild_summaries()
+    assert stored_counts() == kept == expected_counts()
+
+
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(("insert", "update_status", "update_time", "delete", "bulk_update")),
+        st.integers(min_value=0, max_value=2),  # which instance
+        st.sampled_from(STATUSES),
+        st.integers(min_value=-300, max_value=300),  # minutes from T0
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(operations)
+def test_it_stays_exact_through_any_sequence_of_writes(ops):
+    BackupRecord.objects.all().delete()
+    BackupHourlyCount.objects.all().delete()
+    DcsInstance.objects.all().delete()
+    instances = [make_instance(region=f"region-{n % 2}") for n in range(3)]
+    for op, which, status, minutes in ops:
+        instance = instances[which]
+        at = T0 + timedelta(minutes=minutes)
+        record = instance.backups.order_by("?").first()
+        if op == "insert" or record is None:
+            make_record(instance, created_at=at, status=status)
+        elif op == "update_status":
+            record.status = status
+            record.save()
+        elif op == "update_time":
+            BackupRecord.objects.filter(pk=record.pk).update(created_at=at)
+        elif op == "delete":
+            record.delete()
+        else:
+            instance.backups.update(status=status)
+    assert_summaries_exact(*instances)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="statement triggers are PostgreSQL's")
+def test_it_summarises_a_bulk_upsert_in_one_pass_on_postgresql():
+    instance = make_instance()
+    rows = [
+        BackupRecord(
+            instance=instance,
+            backup_id=f"bulk-{n}",
+            status=STATUSES[n % 3],
+            created_at=T0 + timedelta(minutes=n),
+            first_seen=T0,
+            last_seen=T0,
+        )
+        for n in range(600)
+    ]
+    BackupRecord.objects.bulk_create(rows, batch_size=500)
+    for row in rows:
+        row.status = "succeed"
+    BackupRecord.objects.bulk_create(
+        rows,
+        batch_size=500,
+        update_conflicts=True,
+        unique_fields=["instance", "backup_id"],
+        update_fields=["status"],
+    )
+    assert_summaries_exact(instance)
