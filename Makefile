@@ -10,7 +10,7 @@ export DASHBOARD_PORT DCS_SIMULATOR_PORT PYTHONUNBUFFERED=1
 # With cloud credentials the simulator is not started.
 PROCESSES := $(if $(HUAWEICLOUD_SDK_AK),worker beat web,simulator worker beat web)
 
-.PHONY: run test lint format check clean
+.PHONY: run serve test lint format check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ run: $(VENV)/.runtime
 	$(BIN)/python manage.py migrate --no-input -v0
 	$(BIN)/python manage.py demo_admin --url http://127.0.0.1:$(DASHBOARD_PORT)/
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f Procfile.dev start $(PROCESSES)
+
+## serve: production: migrate, collectstatic, then gunicorn + worker + beat (Procfile) on PostgreSQL and Redis
+serve: export DASHBOARD_MANIFEST_STATIC = true
+serve: $(VENV)/.runtime
+	@test -n "$$DATABASE_URL" || { echo "make serve: set DATABASE_URL, e.g. postgres://dcs:...@127.0.0.1:5432/dcs" >&2; exit 2; }
+	@test -n "$$REDIS_URL" || { echo "make serve: set REDIS_URL, e.g. redis://127.0.0.1:6379/0" >&2; exit 2; }
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py collectstatic --no-input -v0
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f Procfile start
 
 ## test: the test suite (SQLite and the embedded broker unless DATABASE_URL/REDIS_URL say otherwise)
 test: $(VENV)/.dev

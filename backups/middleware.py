@@ -12,6 +12,7 @@ import functools
 import zoneinfo
 from datetime import UTC, tzinfo
 
+from django.conf import settings
 from django.utils import timezone
 
 TIMEZONE_COOKIE = "dashboard_tz"
@@ -67,15 +68,21 @@ def _known_timezones() -> frozenset[str]:
     return frozenset(selectable_timezones())
 
 
+def default_timezone_name() -> str:
+    """The deployment's default zone (``DASHBOARD_TIME_ZONE``, checked at start-up), UTC unless set."""
+    name = getattr(settings, "DASHBOARD_TIME_ZONE", DEFAULT_TIMEZONE)
+    return name if name in _known_timezones() else DEFAULT_TIMEZONE
+
+
 def clean_timezone_name(raw: str | None) -> str:
-    """The zone name if the server knows it, otherwise UTC.
+    """The zone name if the server knows it, otherwise the deployment's default.
 
     A cookie is user input: a stale name (a zone removed from the tz
-    database), a typo or an attempt at a path all become UTC, silently.
+    database), a typo or an attempt at a path all become the default, silently.
     """
     if raw and raw in _known_timezones():
         return raw
-    return DEFAULT_TIMEZONE
+    return default_timezone_name()
 
 
 def zone_of(name: str) -> tzinfo:

@@ -23,7 +23,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from backups import sync
+from backups import retention, sync
 from backups.choices import SyncOutcome
 from backups.dcs.client import DcsClient
 from backups.models import DcsInstance, SyncKind, SyncRunItem, SyncTrigger, WorkerHeartbeat
@@ -113,6 +113,14 @@ def sync_housekeeping() -> dict:
     reaped = runs.reap_stuck_runs()
     pruned = runs.prune_history()
     return {"reaped": [run.pk for run in reaped], **pruned}
+
+
+@shared_task(name="backups.apply_retention", **RETRY_TRANSIENT)
+def apply_retention() -> dict:
+    """Beat's daily retention, when DASHBOARD_RETENTION_GONE_DAYS is set (nothing otherwise)."""
+    if not settings.DASHBOARD_RETENTION_GONE_DAYS:
+        return {"records_deleted": 0, "off": True}
+    return retention.prune_gone_records().as_dict()
 
 
 # --- "Sync now" -----------------------------------------------------------------

@@ -6,6 +6,7 @@ start-up with a message naming the variable, never later with a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 
 from django.core.exceptions import ImproperlyConfigured
@@ -60,3 +61,38 @@ def envfloat(name: str, default: float, *, minimum: float | None = None) -> floa
 
 def envlist(name: str, default: str = "") -> list[str]:
     return [part.strip() for part in envstr(name, default).split(",") if part.strip()]
+
+
+def envchoice(name: str, default: str, choices: tuple[str, ...], *, upper: bool = False) -> str:
+    raw = envstr(name, default)
+    value = raw.upper() if upper else raw.lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
+def envtimezone(name: str, default: str) -> str:
+    """An IANA zone name such as ``Asia/Shanghai``, checked against the server's tz database."""
+    import zoneinfo
+
+    value = envstr(name, default) or default
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ImproperlyConfigured(
+            f"{name} must be an IANA time zone such as UTC or Asia/Shanghai, got {value!r}"
+        ) from None
+    return value
+
+
+def envcidrs(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated addresses or networks: ``10.0.0.0/8, 127.0.0.1, ::1``."""
+    networks = []
+    for part in envlist(name):
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must be comma-separated IP addresses or networks like 10.0.0.0/8, got {part!r}"
+            ) from None
+    return networks

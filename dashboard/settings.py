@@ -15,7 +15,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from dashboard.env import envbool, envfloat, envint, envlist, envstr
+from backups.dcs.config import check_region, parse_projects
+from dashboard.env import envbool, envchoice, envcidrs, envfloat, envint, envlist, envstr, envtimezone
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Where the embedded mode keeps its SQLite file, broker queue, beat schedule
@@ -259,6 +260,9 @@ LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
+# The zone pages are shown in until a viewer picks one in the header (a
+# cookie). Stored times and exports are UTC whatever it is.
+DASHBOARD_TIME_ZONE = envtimezone("DASHBOARD_TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
@@ -273,21 +277,25 @@ DASHBOARD_SYNC_STALE_MINUTES = envint("DASHBOARD_SYNC_STALE_MINUTES", 30, minimu
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = DATA_DIR / "staticfiles"
-STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns about a missing one
+STATIC_ROOT = Path(envstr("DASHBOARD_STATIC_ROOT") or DATA_DIR / "staticfiles").resolve()
+# Hashed, compressed file names (collectstatic first): on by default in production.
+DASHBOARD_MANIFEST_STATIC = envbool("DASHBOARD_MANIFEST_STATIC", PRODUCTION)
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns about a missing one
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
-            if envbool("DASHBOARD_MANIFEST_STATIC", False)
+            if DASHBOARD_MANIFEST_STATIC
             else "django.contrib.staticfiles.storage.StaticFilesStorage"
         )
     },
 }
 # Without collectstatic (the embedded mode), WhiteNoise serves straight from
-# the finders, so `make run` needs no build step.
-WHITENOISE_USE_FINDERS = True
+# the finders, so `make run` needs no build step. With the manifest (production,
+# after collectstatic) it serves only the collected files: hashed names, with
+# their .gz/.br siblings, cached by browsers for good.
+WHITENOISE_USE_FINDERS = not DASHBOARD_MANIFEST_STATIC
 
 DJANGO_TABLES2_TEMPLATE = "includes/table.html"
 
@@ -352,6 +360,19 @@ DCS_PROJECTS = envlist("DCS_PROJECTS")
 DCS_DEMO = not DCS_AK
 if not DCS_DEMO and not DCS_SK:
     raise ImproperlyConfigured("HUAWEICLOUD_SDK_AK is set but HUAWEICLOUD_SDK_SK is not")
+if DCS_DEMO and DCS_SECURITY_TOKEN:
+    # A token is only half of temporary credentials; without the AK/SK it
+    # came with, demo mode would quietly ignore it.
+    raise ImproperlyConfigured("HUAWEICLOUD_SDK_SECURITY_TOKEN is set but HUAWEICLOUD_SDK_AK is not")
+# Checked here, at start-up, rather than at the first sync: a typo in a
+# region or a missing project id stops every process with the reason.
+check_region(DCS_REGION)
+parse_projects(DCS_PROJECTS)
+if not DCS_DEMO and not DCS_PROJECTS and not DCS_PROJECT_ID:
+    raise ImproperlyConfigured(
+        "HUAWEICLOUD_SDK_AK is set but no project is: set DCS_PROJECTS "
+        "(cn-north-4:<project_id>,...) or HUAWEICLOUD_SDK_PROJECT_ID with DCS_REGION"
+    )
 DCS_SIMULATOR_PORT = envint("DCS_SIMULATOR_PORT", 8765, minimum=1, maximum=65535)
 DCS_CONNECT_TIMEOUT = envfloat("DCS_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 DCS_READ_TIMEOUT = envfloat("DCS_READ_TIMEOUT", 30.0, minimum=0.1)
@@ -377,15 +398,55 @@ for _name, _value, _most in (
 
 # --- Logging ------------------------------------------------------------------
 
+# DASHBOARD_LOG_FORMAT=json writes one JSON object per line (for a log
+# shipper); plain is for people. Both go through the redaction filter, which
+# blanks the SK and the security token should any code ever log them.
+DASHBOARD_LOG_FORMAT = envchoice("DASHBOARD_LOG_FORMAT", "plain", ("plain", "json"))
+DASHBOARD_LOG_LEVEL = envchoice(
+    "DASHBOARD_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), upper=True
+)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": envstr("DASHBOARD_LOG_LEVEL", "INFO").upper()},
+    "filters": {"redact": {"()": "dashboard.logformat.RedactSecretsFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "dashboard.logformat.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": DASHBOARD_LOG_FORMAT,
+            "filters": ["redact"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": DASHBOARD_LOG_LEVEL},
     # axes logs every sign-in at INFO; failures and lockouts are in the audit log.
     "loggers": {"urllib3": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
+# Celery replaces the root logger's handlers with its own plain ones unless
+# told not to: in JSON mode workers and beat must write JSON too.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = DASHBOARD_LOG_FORMAT != "json"
+
+# --- Health and metrics (backups/views/ops.py) --------------------------------
+
+# /metrics answers a request with "Authorization: Bearer <METRICS_TOKEN>", or
+# from an address in METRICS_ALLOWED_IPS (CIDRs, the direct peer's address).
+# With neither set it answers 404: nothing is exposed by default.
+METRICS_TOKEN = envstr("METRICS_TOKEN")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters (a random string)")
+METRICS_ALLOWED_IPS = envcidrs("METRICS_ALLOWED_IPS")
+# A load balancer or Prometheus may ask the app server directly over plain
+# HTTP on a private network: these two never redirect to HTTPS.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+
+# --- Retention ------------------------------------------------------------------
+
+# Everything is kept unless this is set: then beat deletes, once a day and a
+# batch at a time, backup records the API stopped listing more than this many
+# days ago (by gone_at). 0 keeps them for good.
+DASHBOARD_RETENTION_GONE_DAYS = envint("DASHBOARD_RETENTION_GONE_DAYS", 0, minimum=0, maximum=100 * 365)
 
 # --- Sync schedule (Celery beat) ---------------------------------------------
 
@@ -431,3 +492,9 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 60},
     },
 }
+if DASHBOARD_RETENTION_GONE_DAYS:
+    CELERY_BEAT_SCHEDULE["retention"] = {
+        "task": "backups.apply_retention",
+        "schedule": 24 * 3600,
+        "options": {"expires": 3600},
+    }

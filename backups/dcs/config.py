@@ -9,6 +9,7 @@ without anything secret in the repository.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -40,15 +41,44 @@ class DcsConfig:
         return f"https://dcs.{region}.myhuaweicloud.com"
 
 
+# Huawei Cloud region ids: "cn-north-4", "ap-southeast-1", "eu-west-101",
+# "my-kualalumpur-1". The endpoint is built from the name, so anything that
+# is not a plain DNS label is refused rather than put into a host name.
+REGION_RE = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+$")
+# Project ids are 32 hex characters; we accept any id the database column
+# (64 characters) can hold, but nothing that would change the URL's path.
+PROJECT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+PROJECTS_EXAMPLE = "cn-north-4:<project_id>,ap-southeast-1:<project_id>"
+
+
+def check_region(region: str, *, name: str = "DCS_REGION") -> str:
+    if not REGION_RE.match(region):
+        raise ImproperlyConfigured(f"{name}: {region!r} is not a region id like cn-north-4 or ap-southeast-1")
+    return region
+
+
 def parse_projects(entries: list[str]) -> tuple[DcsProject, ...]:
-    projects = []
+    """``["cn-north-4:<id>", ...]`` (DCS_PROJECTS split at commas) → projects, or a clear error."""
+    projects: list[DcsProject] = []
     for entry in entries:
         region, sep, project_id = entry.partition(":")
-        if not sep or not region.strip() or not project_id.strip():
+        region, project_id = region.strip(), project_id.strip()
+        if not sep or not region or not project_id:
             raise ImproperlyConfigured(
-                f"DCS_PROJECTS entries look like 'cn-north-4:<project_id>', got {entry!r}"
+                f"DCS_PROJECTS entries look like 'cn-north-4:<project_id>', got {entry!r} "
+                f"(the whole value looks like {PROJECTS_EXAMPLE!r})"
             )
-        projects.append(DcsProject(region.strip(), project_id.strip()))
+        check_region(region, name="DCS_PROJECTS")
+        if not PROJECT_ID_RE.match(project_id):
+            raise ImproperlyConfigured(
+                f"DCS_PROJECTS: the project id of {region} must be letters, digits, '-' or '_' "
+                f"(at most 64), got {project_id!r}"
+            )
+        # A project id belongs to one region; listing it twice would sync it
+        # twice, or under two regions with one set of instance rows.
+        if any(p.project_id == project_id for p in projects):
+            raise ImproperlyConfigured(f"DCS_PROJECTS lists the project id {project_id!r} twice")
+        projects.append(DcsProject(region, project_id))
     return tuple(projects)
 
 
