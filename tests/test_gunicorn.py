@@ -247,3 +247,52 @@ def test_it_serves_the_production_configuration_under_gunicorn(production):
     assert "Shutting down: Master" in log
     assert re.search(r"worker: Warm shutdown", log), log[-3000:]
     assert TEST_SK not in log
+
+
+def _clean_env(tmp_path, **extra) -> dict:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DASHBOARD_", "DCS_"))}
+    return {**keep, "DATABASE_URL": "", "REDIS_URL": "", "DASHBOARD_DATA_DIR": str(tmp_path), **extra}
+
+
+@pytest.mark.parametrize(
+    ("program", "env", "message"),
+    [
+        (["gunicorn", "--config", "dashboard/gunicorn.py", "--check-config", "dashboard.wsgi"],
+         {"DASHBOARD_PORT": "eighty"}, "DASHBOARD_PORT must be a whole number"),
+        (["gunicorn", "--config", "dashboard/gunicorn.py", "--check-config", "dashboard.wsgi"],
+         {"DCS_SYNC_INTERVAL": "soon"}, "DCS_SYNC_INTERVAL must be a whole number"),
+        (["celery", "-A", "dashboard", "worker", "--pool", "solo"],
+         {"DASHBOARD_LOG_FORMAT": "xml"}, "DASHBOARD_LOG_FORMAT must be one of"),
+        (["celery", "-A", "dashboard", "beat"],
+         {"DJANGO_DEBUG": "perhaps"}, "DJANGO_DEBUG must be a boolean"),
+    ],
+)  # fmt: skip
+def test_every_process_stops_on_a_bad_variable_with_one_line(tmp_path, program, env, message):
+    done = subprocess.run(
+        [str(BIN / program[0]), *program[1:]], cwd=BASE_DIR, env=_clean_env(tmp_path, **env),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip().splitlines()[-1]
+        == f"Configuration error: {done.stderr.split(': ', 1)[1].strip()}"
+    )
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_gunicorn_configuration_is_valid(tmp_path):
+    done = subprocess.run(
+        [str(BIN / "gunicorn"), "--config", "dashboard/gunicorn.py", "--check-config", "--print-config",
+         "dashboard.wsgi"],
+        cwd=BASE_DIR, env=_clean_env(tmp_path, DASHBOARD_BIND="127.0.0.1:8123"), capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    printed = {
+        key.strip(): value.strip()
+        for key, _, value in (line.partition("=") for line in done.stdout.splitlines())
+    }
+    assert printed["worker_class"] == "gthread"
+    assert printed["bind"] == "['127.0.0.1:8123']"
+    assert int(printed["graceful_timeout"]) > 0
