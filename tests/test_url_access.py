@@ -46,6 +46,10 @@ TABLE = [
     ("/preferences/timezone/", "post", (BACK,) * 6),
     ("/preferences/language/", "post", (BACK,) * 6),
     ("/accounts/login/", "get", (OK, OK, OK, OK, OK, OK)),
+    # For machines: the same answer whoever asks. 503: no worker, the broker is down (ids).
+    ("/healthz", "get", (503,) * 6),
+    # Neither METRICS_TOKEN nor METRICS_ALLOWED_IPS: absent, even for a superuser.
+    ("/metrics", "get", (404,) * 6),
 ]
 COVERED_ROUTES = {
     "",
