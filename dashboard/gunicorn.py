@@ -29,6 +29,13 @@ try:
     from dashboard.env import envint, envstr
 
     _settings.INSTALLED_APPS  # noqa: B018  (loads the settings: any error surfaces here)
+    if _settings.DASHBOARD_MANIFEST_STATIC and not (_settings.STATIC_ROOT / "staticfiles.json").exists():
+        # Every page names its static files by their hashes from this manifest:
+        # without it each page would be a 500.
+        raise ImproperlyConfigured(
+            f"no static files in {_settings.STATIC_ROOT}: run `manage.py collectstatic` first "
+            "(make serve does), or set DASHBOARD_MANIFEST_STATIC=false"
+        )
 
     # Behind a reverse proxy on the same machine: loopback. 0.0.0.0:8000 to
     # listen everywhere (then DJANGO_ALLOWED_HOSTS must name this host).

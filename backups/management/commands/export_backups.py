@@ -22,8 +22,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.management.base import BaseCommand, CommandError
-from django.http import QueryDict
-from django.test import RequestFactory
+from django.http import HttpRequest, QueryDict
 from django.utils import translation
 
 from backups import audit
@@ -121,7 +120,9 @@ class Command(BaseCommand):
         return params
 
     def build_table(self, params: QueryDict, options) -> tuple[BackupRecordTable, object]:
-        request = RequestFactory().get("/backups/", params)
+        # The request the list page would see: its filters and sort, nobody signed in.
+        request = HttpRequest()
+        request.method, request.path, request.GET = "GET", "/backups/", params
         request.user = AnonymousUser()
         queryset = BackupRecord.objects.select_related("instance").newest_first()
         filterset = BackupRecordFilterSet(params, queryset=queryset, request=request)
