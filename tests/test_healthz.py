@@ -158,3 +158,8 @@ def test_it_is_not_redirected_to_https_in_production(client, settings):
     assert client.get(URL).status_code in (200, 503)
     assert client.get("/metrics").status_code == 404  # neither token nor allow-list: not there
     assert client.get("/backups/").status_code == 301
+
+
+def test_it_answers_a_head_request(client):
+    # Some load balancers probe with HEAD.
+    assert client.head(URL).status_code in (200, 503)

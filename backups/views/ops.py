@@ -27,7 +27,7 @@ from django.db.models import Count, Max, Q, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -100,7 +100,7 @@ def health_report(*, now: datetime | None = None) -> dict:
 
 @login_not_required
 @never_cache
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
     report = health_report()
     response = JsonResponse(report, status=200 if report["status"] == "ok" else 503)
@@ -344,7 +344,7 @@ def render_metrics(*, now: datetime | None = None) -> bytes:
 
 @login_not_required
 @never_cache
-@require_GET
+@require_safe
 def metrics(request: HttpRequest) -> HttpResponse:
     status = metrics_access(request)
     if status == 404:
