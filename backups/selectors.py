@@ -250,6 +250,11 @@ def backup_status_counts(
     return StatusCounts(since=since, by_status=by_status, total=total)
 
 
+def record_total() -> int:
+    """How many backup records we keep, from the hourly summary (each record is in one hour)."""
+    return int(BackupHourlyCount.objects.aggregate(n=Sum("records"))["n"] or 0)
+
+
 def running_backups(*, limit: int = 100) -> list[BackupRecord]:
     """Backups waiting or running now, longest-running first (a stuck one shows at the top).
 
@@ -516,6 +521,7 @@ __all__ = [
     "fleet_risk",
     "instance_for_page",
     "instances_with_stats",
+    "record_total",
     "running_backups",
     "single_node_q",
     "stale_instances",

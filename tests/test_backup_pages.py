@@ -390,7 +390,7 @@ def test_it_shows_the_last_page_when_asked_past_the_end_with_bigger_pages(admin_
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("sort", ["bogus", "-", "", ",", "--created_at", "size", "instance__name", "-status"])
+@pytest.mark.parametrize("sort", ["bogus", "-", "", ",", "--created_at", "instance__name", "-status"])
 def test_it_ignores_an_unknown_sort(admin_client, sixty_records, sort):
     response = admin_client.get(LIST_URL, {"sort": sort})
 

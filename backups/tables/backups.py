@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import django_tables2 as tables
-from django.db.models import F
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
@@ -39,38 +38,30 @@ def backup_url(record: BackupRecord) -> str:
         return ""
 
 
-def _nulls_last(field: str):
-    """An ``order_FOO`` with the unknowns last both ways and the newest first among equals.
-
-    Databases disagree on where NULL sorts (SQLite: first, PostgreSQL: last
-    going up), so it is said explicitly.
-    """
-
-    def order(self, queryset, is_descending):
-        key = F(field).desc(nulls_last=True) if is_descending else F(field).asc(nulls_last=True)
-        return queryset.order_by(key, "-created_at", "-id"), True
-
-    return order
-
-
 class BackupRecordTable(tables.Table):
     """Sortable by created (the default, newest first), status, size and finished.
 
-    Created is served by the (-created_at, -id) index both ways; status by the
-    status index. Size and finished have no index yet (see README): the
-    database sorts the filtered rows for them.
+    Each sort is a column and then id, both in the sort's direction, and each
+    has its index (BackupRecord.Meta.indexes), read forwards or backwards:
+    a page is an index range whatever the sort, and keyset paging
+    (backups.keyset) can seek to any depth. Size and finished sort by
+    ``size_key`` and ``finished_key``, in which an unknown size or end (a
+    backup still running) is below every known one: first going up, last
+    going down, on PostgreSQL and SQLite alike.
     """
 
     instance = InstanceColumn(verbose_name=_("Instance"))
     # empty_values=(): a gone record with no name still gets its marker.
     backup_name = tables.Column(verbose_name=_("Backup"), empty_values=())
     backup_type = ChoiceBadgeColumn(BackupType, verbose_name=_("Type"))
-    status = ChoiceBadgeColumn(BackupStatus, verbose_name=_("Status"), orderable=True)
+    status = ChoiceBadgeColumn(
+        BackupStatus, verbose_name=_("Status"), orderable=True, order_by=("status", "id")
+    )
     progress = ProgressColumn(verbose_name=_("Progress"))
-    size = BytesColumn(verbose_name=_("Size"), orderable=True)
+    size = BytesColumn(verbose_name=_("Size"), orderable=True, order_by=("size_key", "id"))
     backup_format = ChoiceBadgeColumn(BackupFormat, verbose_name=_("Format"))
     created_at = TimestampColumn(verbose_name=_("Created"), orderable=True, order_by=("created_at", "id"))
-    updated_at = TimestampColumn(verbose_name=_("Finished"), orderable=True)
+    updated_at = TimestampColumn(verbose_name=_("Finished"), orderable=True, order_by=("finished_key", "id"))
     duration = DurationColumn(verbose_name=_("Duration"))
     error_code = ErrorCodeColumn(verbose_name=_("Error"))
     remark = tables.Column(verbose_name=_("Remark"), attrs={"td": {"class": "cell--wrap"}})
@@ -115,14 +106,6 @@ class BackupRecordTable(tables.Table):
     def __init__(self, *args, caption: str = "", **kwargs):
         super().__init__(*args, **kwargs)
         self.caption = caption or _("Backup records")
-
-    def order_status(self, queryset, is_descending):
-        # Within one status, the newest first whichever way the statuses go.
-        key = F("status").desc() if is_descending else F("status").asc()
-        return queryset.order_by(key, "-created_at", "-id"), True
-
-    order_size = _nulls_last("size")
-    order_updated_at = _nulls_last("updated_at")
 
     def render_backup_name(self, value, record):
         name = value or record.backup_id

@@ -23,12 +23,22 @@ from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django_tables2 import SingleTableMixin, Table
+from django_tables2.rows import BoundRow
+from django_tables2.templatetags.django_tables2 import table_page_range
 
 from backups import audit
 from backups.exports import EXPORT_FORMATS, export_response
+from backups.keyset import BadCursor, Keyset
 from backups.timewindow import PRESETS, TIME_BOUND_PARAMS, absolute_query
 
 EXPORT_PARAM = "_export"
+# Keyset paging: the rows after or before the row this token names.
+AFTER_PARAM = "after"
+BEFORE_PARAM = "before"
+CURSOR_PARAMS = (AFTER_PARAM, BEFORE_PARAM)
+# Numbered pages go this deep (OFFSET rows); past it, Next seeks from the
+# last row shown, which costs the same on page 2 and page 20,000.
+MAX_NUMBERED_ROWS = 10_000
 # A page number past this offset is not a page anyone reached by paging.
 MAX_OFFSET = 10**12
 # How much of a user's value a message repeats.
@@ -125,6 +135,34 @@ class CountedPaginator(Paginator):
         if not self.count_is_exact:
             self.count = self._count_all()
             self.count_is_exact = True
+
+
+class KeysetPage:
+    """A page reached by seeking from a row: no number, a cursor each way.
+
+    ``next_cursor`` and ``previous_cursor`` are the tokens of the rows at
+    its two edges, or "" when nothing follows (or precedes) it.
+    """
+
+    is_keyset = True
+    number = None
+
+    def __init__(self, object_list: list, *, next_cursor: str, previous_cursor: str):
+        self.object_list = object_list
+        self.next_cursor = next_cursor
+        self.previous_cursor = previous_cursor
+
+    def __len__(self) -> int:
+        return len(self.object_list)
+
+    def has_next(self) -> bool:
+        return bool(self.next_cursor)
+
+    def has_previous(self) -> bool:
+        return bool(self.previous_cursor)
+
+    def has_other_pages(self) -> bool:
+        return True
 
 
 def filters_active(filterset) -> bool:
@@ -288,7 +326,35 @@ class TablePageMixin(SingleTableMixin):
             exact=exact,
             count_all=data.count if isinstance(data, QuerySet) else None,
         )
-        raw_page = params.get(table.prefixed_page_field, "")
+        table.paginator = paginator
+        table.per_page_choices = self.per_page_choices
+        # The sorted queryset: django-tables2 applied the order to it.
+        ordered = table.data.data if isinstance(data, QuerySet) else None
+        keyset = Keyset.of(ordered) if ordered is not None else None
+        if keyset is None or not self.paginate_by_cursor(table, keyset, ordered, per_page):
+            self.paginate_by_number(table, paginator, keyset, per_page)
+        if paginator.count_is_exact:
+            table.count_text = number_format(paginator.count, force_grouping=True)
+        else:
+            table.count_text = number_format(self.count_cap, force_grouping=True) + "+"
+
+    def paginate_by_number(self, table: Table, paginator: CountedPaginator, keyset, per_page: int) -> None:
+        """The numbered page asked for; with a keyset, no deeper than ``MAX_NUMBERED_ROWS``."""
+        raw_page = self.request.GET.get(table.prefixed_page_field, "")
+        deepest = max(1, MAX_NUMBERED_ROWS // per_page) if keyset is not None else None
+        asked = int(raw_page) if raw_page.strip().isdigit() else 0
+        # A page past the end of a counted view is the last page, as usual,
+        # when the last page is one we number.
+        past_the_end = paginator.count_is_exact and asked > paginator.num_pages <= (deepest or 0)
+        if deepest is not None and asked > deepest and not past_the_end:
+            self.notices.append(
+                _(
+                    "Page %(value)s is deeper than pages are numbered (%(deepest)s): showing page "
+                    "%(deepest)s. Use Next to go on, or narrow the rows with a time window."
+                )
+                % {"value": echo(raw_page), "deepest": deepest}
+            )
+            raw_page = str(deepest)
         page = paginator.get_page(raw_page)
         if raw_page.strip() and paginator.fallback == "first":
             self.notices.append(
@@ -299,13 +365,64 @@ class TablePageMixin(SingleTableMixin):
                 _("There is no page %(value)s: showing the last page, %(number)s.")
                 % {"value": echo(raw_page), "number": page.number}
             )
-        table.paginator = paginator
+        numbers = table_page_range(page, paginator)
+        if deepest is not None:
+            numbers = [n for n in numbers if n == "..." or n <= deepest]
+            while numbers and numbers[-1] == "...":
+                numbers.pop()
+        table.page_numbers = numbers
+        if deepest is not None and page.number >= deepest and page.has_next() and page.object_list:
+            # The next page is past the numbered ones: it is sought from this page's last row.
+            last = list(page.object_list)[-1].record
+            page.next_cursor = keyset.encode(keyset.values_of(last), order=self.cursor_order(table))
         table.page = page
-        table.per_page_choices = self.per_page_choices
-        if paginator.count_is_exact:
-            table.count_text = number_format(paginator.count, force_grouping=True)
+
+    def cursor_order(self, table: Table) -> str:
+        """What a cursor is only valid for: the sort it was made in."""
+        return self.kept_params.get(table.prefixed_order_by_field, "")
+
+    def paginate_by_cursor(self, table: Table, keyset: Keyset, ordered: QuerySet, per_page: int) -> bool:
+        """Show the page after (or before) the row a cursor names; False when there is no usable cursor."""
+        params = self.request.GET
+        after, before = params.get(AFTER_PARAM, "").strip(), params.get(BEFORE_PARAM, "").strip()
+        token = after or before
+        if not token:
+            return False
+        order = self.cursor_order(table)
+        try:
+            values = keyset.decode(token, order=order)
+        except BadCursor:
+            self.notices.append(
+                _(
+                    "This page link does not fit this view (it may be from another sort order): "
+                    "showing the first page."
+                )
+            )
+            return False
+        if after:
+            rows = keyset.rows_after(ordered, values, limit=per_page + 1)
+            more, rows = len(rows) > per_page, rows[:per_page]
+            previous_row, next_row = (rows[0] if rows else None), (rows[-1] if more else None)
         else:
-            table.count_text = number_format(self.count_cap, force_grouping=True) + "+"
+            rows = keyset.rows_before(ordered, values, limit=per_page + 1)
+            more, rows = len(rows) > per_page, rows[-per_page:]
+            previous_row, next_row = (rows[0] if more else None), (rows[-1] if rows else None)
+        if not rows:
+            self.notices.append(_("No rows follow that point any more: showing the first page."))
+            return False
+        if before and not more:
+            # Back at the start: that is the first numbered page.
+            return False
+
+        def cursor(row) -> str:
+            return keyset.encode(keyset.values_of(row), order=order) if row is not None else ""
+
+        table.page = KeysetPage(
+            [BoundRow(row, table=table) for row in rows],
+            next_cursor=cursor(next_row),
+            previous_cursor=cursor(previous_row),
+        )
+        return True
 
     # --- counting ----------------------------------------------------------
 
@@ -318,7 +435,7 @@ class TablePageMixin(SingleTableMixin):
             if key:
                 count = cache.get(key)
                 if count is None:
-                    count = data.count()
+                    count = self.unfiltered_count(data)
                     # A small table counts fast, and a cached small count
                     # would hide the first sync's rows for a minute.
                     if count >= self.count_cache_min_rows:
@@ -327,6 +444,10 @@ class TablePageMixin(SingleTableMixin):
         # Counting stops at the cap: COUNT(*) over a LIMIT-ed subquery.
         capped = data.order_by()[: self.count_cap + 1].count()
         return capped, capped <= self.count_cap
+
+    def unfiltered_count(self, queryset: QuerySet) -> int:
+        """The rows of the page without filters; a page over a summarised table says so faster."""
+        return queryset.count()
 
     def count_cache_key(self, queryset: QuerySet) -> str:
         """The cache key of an unfiltered count: the model and the query itself.
@@ -364,7 +485,7 @@ class TablePageMixin(SingleTableMixin):
     def get_export_links(self, table: Table) -> list[tuple[str, str]]:
         links = []
         for name in EXPORT_FORMATS:
-            query = self.clean_query(self.request.GET, drop=(table.prefixed_page_field,))
+            query = self.clean_query(self.request.GET, drop=(table.prefixed_page_field, *CURSOR_PARAMS))
             query[EXPORT_PARAM] = name
             links.append((name, f"{self.request.path}?{query.urlencode()}"))
         return links
