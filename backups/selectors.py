@@ -41,6 +41,7 @@ from django.utils import timezone
 
 from backups.choices import BackupStatus, SyncOutcome
 from backups.models import BackupHourlyCount, BackupRecord, DcsInstance, SyncError, SyncRun
+from backups.sync.health import SyncHealth, health, health_from, health_queries
 
 SUCCEEDED = BackupStatus.SUCCEED.value
 FAILED = BackupStatus.FAILED.value
@@ -377,6 +378,8 @@ class Freshness:
     stale_after: timedelta
     errors: list[str] = field(default_factory=list)  # the first few errors of a failed or partial run
     more_errors: int = 0
+    # The workers and the broker, asked in the same query (sync.health).
+    health: SyncHealth | None = None
 
     @property
     def is_warning(self) -> bool:
@@ -390,7 +393,8 @@ def _error_text(scope: str | None, message: str | None) -> str:
 
 def sync_freshness(*, now: datetime) -> Freshness:
     """The newest finished fleet run, with the newest success, any run in
-    progress and its first few errors, all in one query.
+    progress, its first few errors and the machinery's health (workers'
+    heartbeats, running runs), all in one query.
 
     A run refused because another held the fleet's lease ("skipped") says
     nothing about the data, so it does not count. The errors are correlated
@@ -407,19 +411,22 @@ def sync_freshness(*, now: datetime) -> Freshness:
     for n in range(FRESHNESS_ERRORS):
         quoted[f"error_scope_{n}"] = Subquery(errors.values("scope")[n : n + 1])
         quoted[f"error_message_{n}"] = Subquery(errors.values("error_msg")[n : n + 1])
+    machinery = {name: Subquery(query) for name, query in health_queries().items()}
     run = (
         fleet.finished()
         .annotate(
             last_success_at=Subquery(last_ok.values("finished_at")[:1]),
             running_since=Subquery(in_progress.values("started_at")[:1]),
             **quoted,
+            **machinery,
         )
         .order_by("-finished_at", "-id")
         .first()
     )
     stale_after = sync_stale_after()
     if run is None:
-        return Freshness("never", None, None, None, stale_after)
+        # Never synced: the machinery's facts have no run row to ride on.
+        return Freshness("never", None, None, None, stale_after, health=health(now=now))
     if run.outcome in (SyncOutcome.FAILED, SyncOutcome.PARTIAL):
         state = str(run.outcome)
     elif run.last_success_at is None or now - run.last_success_at > stale_after:
@@ -440,6 +447,7 @@ def sync_freshness(*, now: datetime) -> Freshness:
         stale_after,
         errors=messages,
         more_errors=max(run.error_count - len(messages), 0) if messages else 0,
+        health=health_from(run, now=now),
     )
 
 

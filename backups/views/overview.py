@@ -1,14 +1,15 @@
 """The overview (``/``): the fleet's backup health at a glance.
 
-Nine queries whatever the fleet's size: session, user, the status counts (one
-aggregate), the running backups, the at-risk, single-node and sync-stale
-instances (one query, split in Python), the newest fleet sync (with its last
-success as a subquery), and the three of ``sync.health()`` (workers' heartbeats,
-running runs, the last finished run), which also pings the broker with a 0.5 s
-timeout. The live part (running backups, data freshness and the state of the
-sync machinery) refreshes itself every 5 s: an HTMX request gets only
-``_overview_live.html``, which asks just those questions (the stale instances
-on their own then).
+Six queries whatever the fleet's size: session, user, the status counts
+(the hourly summary plus the records of the two partial hours, in one
+query), the running backups, the at-risk, single-node and sync-stale
+instances (one query on the instances' summary columns, split in Python),
+and the newest fleet sync with its last success and the machinery's health
+(workers' heartbeats, running runs, the last finished run) as subqueries.
+The broker is pinged with a 0.5 s timeout. The live part (running
+backups, data freshness and the state of the sync machinery) refreshes
+itself every 5 s: an HTMX request gets only ``_overview_live.html``, which
+asks just those questions (the stale instances on their own then).
 
 Nothing here needs the broker: while Redis or the workers are down the page
 renders from the database and says so.
@@ -25,7 +26,6 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.generic import TemplateView
 
-from backups import sync
 from backups.choices import BackupStatus, SyncOutcome
 from backups.selectors import (
     FleetRisk,
@@ -144,7 +144,7 @@ class OverviewView(TemplateView):
                 }
                 for instance in stale.shown
             ],
-            **self.machinery_context(sync.health(now=now), now),
+            **self.machinery_context(freshness.health, now),
         }
 
     def machinery_context(self, health: SyncHealth, now) -> dict:

@@ -1,0 +1,37 @@
+"""backups.db.select_scalars: several one-value questions, one round trip, real types."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from backups.db import select_scalars
+from backups.models import BackupRecord, DcsInstance
+from tests.factories import T0, make_instance, make_record
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_answers_every_question_in_one_query_with_its_type():
+    instance = make_instance(name="alpha")
+    make_record(instance, created_at=T0 + timedelta(hours=2), size=42)
+
+    with CaptureQueriesContext(connection) as captured:
+        values = select_scalars(
+            newest=BackupRecord.objects.order_by("-created_at").values("created_at")[:1],
+            size=BackupRecord.objects.values("size")[:1],
+            name=DcsInstance.objects.values("name")[:1],
+            nothing=DcsInstance.objects.filter(name="missing").values("name")[:1],
+        )
+
+    assert len(captured) == 1
+    assert values == {"newest": T0 + timedelta(hours=2), "size": 42, "name": "alpha", "nothing": None}
+    assert values["newest"].tzinfo is not None
+
+
+def test_it_refuses_a_query_of_more_than_one_column():
+    with pytest.raises(ValueError, match="one column"):
+        select_scalars(both=DcsInstance.objects.values("name", "region")[:1])
