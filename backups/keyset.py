@@ -136,37 +136,39 @@ class Keyset:
         rows.reverse()
         return rows
 
+    def beyond(self, values: tuple, *, descending: bool | None = None, keys: slice = slice(None)):
+        """The row-value condition "after ``values``" (in ``descending`` order, by default the keyset's)."""
+        descending = self.descending if descending is None else descending
+        fields = self.fields[keys]
+        return (LessThan if descending else GreaterThan)(
+            Row(*(F(field.attname) for field in fields)),
+            Row(
+                *(
+                    Value(value, output_field=_typed(field))
+                    for field, value in zip(fields, values, strict=True)
+                )
+            ),
+        )
+
     def _seek(self, queryset: QuerySet, values: tuple, *, limit: int, descending: bool) -> list:
         first = self.fields[0]
-        beyond = LessThan if descending else GreaterThan
+        if not first.null:
+            return list(queryset.filter(self.beyond(values, descending=descending))[:limit])
         # Whether this scan meets the NULL block after the others.
         nulls_largest = connections[queryset.db].features.nulls_order_largest
         nulls_after = descending != nulls_largest
-
-        def seek(keys: tuple[models.Field, ...], point: tuple):
-            return beyond(
-                Row(*(F(field.attname) for field in keys)),
-                Row(
-                    *(
-                        Value(value, output_field=_typed(field))
-                        for field, value in zip(keys, point, strict=True)
-                    )
-                ),
-            )
-
-        if not first.null:
-            return list(queryset.filter(seek(self.fields, values))[:limit])
-        nulls = queryset.filter(**{f"{first.attname}__isnull": True})
+        is_null = {f"{first.attname}__isnull": True}
         if values[0] is None:
-            rows = list(nulls.filter(seek(self.fields[1:], values[1:]))[:limit])
+            rest = self.beyond(values[1:], descending=descending, keys=slice(1, None))
+            rows = list(queryset.filter(rest, **is_null)[:limit])
             if len(rows) < limit and not nulls_after:
                 rows += list(queryset.filter(**{f"{first.attname}__isnull": False})[: limit - len(rows)])
             return rows
         # A row value with a NULL in it compares as unknown: the seek skips
         # the NULL block by itself, and it is added when the scan gets there.
-        rows = list(queryset.filter(seek(self.fields, values))[:limit])
+        rows = list(queryset.filter(self.beyond(values, descending=descending))[:limit])
         if len(rows) < limit and nulls_after:
-            rows += list(nulls[: limit - len(rows)])
+            rows += list(queryset.filter(**is_null)[: limit - len(rows)])
         return rows
 
 

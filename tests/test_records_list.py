@@ -23,6 +23,8 @@ LIST_URL = "/backups/"
 # Session, user, the count (a cache miss), one page of records with their
 # instances joined. A cached count saves one.
 LIST_QUERIES = 4
+# A cursor for the -updated_at sort: the rows finished before 2100-01-01.
+SEEK_FROM = "WyItdXBkYXRlZF9hdCIsIjIxMDAtMDEtMDFUMDA6MDA6MDArMDA6MDAiLDBd"
 
 
 @pytest.fixture(autouse=True)
@@ -556,6 +558,9 @@ def make_rows(count: int):
         ),
         ({"per_page": "100", "status": "backuping"}, {"HX-Request": "true"}, 4),
         ({"per_page": "100"}, {"HX-Request": "true"}, LIST_QUERIES),
+        # One instance's records: the instances matching are looked up first.
+        ({"per_page": "100", "instance": "dcs-redis"}, {}, LIST_QUERIES + 1),
+        ({"per_page": "100", "sort": "-updated_at", "after": SEEK_FROM}, {}, LIST_QUERIES),
     ],
 )
 def test_it_lists_any_number_of_rows_in_the_same_queries(admin_client, db, params, headers, budget):
