@@ -156,9 +156,11 @@ class Command(BaseCommand):
         with translation.override(options["language"]):
             table, _request = self.build_table(params, options)
             chunks = csv_lines(table) if export_format == "csv" else json_chunks(table)
+            # Counted before, not while, streaming: the writers group records
+            # into chunks as they see fit, and a count on the index is cheap
+            # next to the export itself.
+            records = table.data.data.count()
             written = self.write_file(chunks, output) if output else self.write_stdout(chunks)
-        # Header and framing aside, every chunk is one record.
-        records = max(written - (1 if export_format == "csv" else 2), 0)
         audit.record(
             "export",
             username="manage.py",
@@ -167,18 +169,20 @@ class Command(BaseCommand):
                 "params": audit.safe_params(params),
                 "via": "export_backups",
                 "records": records,
+                "bytes": written,
             },
         )
         if output:
-            self.stderr.write(f"Wrote {records} records to {output}.")
+            self.stderr.write(f"Wrote {records} records ({written:,} bytes) to {output}.")
 
     def write_stdout(self, chunks) -> int:
         stream = sys.stdout.buffer
         written = 0
         try:
             for chunk in chunks:
-                stream.write(chunk.encode("utf-8"))
-                written += 1
+                data = chunk.encode("utf-8")
+                stream.write(data)
+                written += len(data)
             stream.flush()
         except BrokenPipeError:
             # `export_backups ... | head`: the reader has what it wanted; no
@@ -199,8 +203,9 @@ class Command(BaseCommand):
         try:
             with os.fdopen(handle, "wb") as stream:
                 for chunk in chunks:
-                    stream.write(chunk.encode("utf-8"))
-                    written += 1
+                    data = chunk.encode("utf-8")
+                    stream.write(data)
+                    written += len(data)
             os.chmod(temporary, 0o644)
             os.replace(temporary, target)
         except OSError as exc:
