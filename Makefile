@@ -10,7 +10,7 @@ export DASHBOARD_PORT DCS_SIMULATOR_PORT PYTHONUNBUFFERED=1
 # With cloud credentials the simulator is not started.
 PROCESSES := $(if $(HUAWEICLOUD_SDK_AK),worker beat web,simulator worker beat web)
 
-.PHONY: run serve test lint format check clean
+.PHONY: run serve test lint format check clean bench bench-seed
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,14 @@ format: $(VENV)/.dev
 check: $(VENV)/.dev
 	$(BIN)/python manage.py check
 	$(BIN)/python manage.py makemigrations --check --dry-run
+
+## bench: seed a database of its own (BENCH_RECORDS=2000000 BENCH_INSTANCES=2000) and measure issue 6's targets
+bench: $(VENV)/.runtime
+	$(BIN)/python bench/run.py $(BENCH_FLAGS)
+
+## bench-seed: only seed the benchmark's database (bench/run.py --only seed)
+bench-seed: $(VENV)/.runtime
+	$(BIN)/python bench/run.py --only seed $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

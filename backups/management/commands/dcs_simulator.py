@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -88,6 +89,13 @@ def _describe_faults(fault_settings: FaultSettings) -> str:
     return " ".join(words)
 
 
+def _frozen_clock():
+    # Signatures are still checked against this time, so a frozen simulator
+    # serves for as long as the signing clock skew allows (15 minutes).
+    started = datetime.now(UTC)
+    return lambda: started
+
+
 def _wait_until_interrupted() -> None:
     while True:
         time.sleep(3600)
@@ -112,6 +120,11 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--seed", default="1", help="the fleet and its history follow from it (default 1)"
+        )
+        parser.add_argument(
+            "--frozen",
+            action="store_true",
+            help="stop the clock at start-up: an unchanged fleet, for benchmarks of incremental syncs",
         )
         parser.add_argument(
             "--doc-example",
@@ -148,7 +161,15 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args, host="127.0.0.1", port=None, instances="40", seed="1", doc_example=False, **options
+        self,
+        *args,
+        host="127.0.0.1",
+        port=None,
+        instances="40",
+        seed="1",
+        doc_example=False,
+        frozen=False,
+        **options,
     ):
         port_number = _whole_number(settings.DCS_SIMULATOR_PORT if port is None else port, "--port", 0, 65535)
         instance_count = _whole_number(instances, "--instances", 0, MAX_INSTANCES)
@@ -162,6 +183,7 @@ class Command(BaseCommand):
             instances=instance_count,
             seed=seed_number,
             doc_example_mode=doc_example,
+            clock=_frozen_clock() if frozen else None,
         )
         simulator.faults.configure(fault_settings)
         server = SimulatorServer(simulator, host=host, port=port_number)
@@ -170,7 +192,7 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot listen on {host}:{port_number}: {exc.strerror or exc}") from None
 
-        mode = ", doc-example mode" if doc_example else ""
+        mode = (", doc-example mode" if doc_example else "") + (", clock stopped" if frozen else "")
         self.stdout.write(
             self.style.SUCCESS(
                 f"DCS simulator at {server.url} (seed {seed_number}, {instance_count} instances{mode})"
