@@ -77,6 +77,36 @@ def success_rate(succeeded: int | None, failed: int | None) -> float | None:
     return 100.0 * succeeded / (succeeded + failed)
 
 
+@dataclass(frozen=True)
+class FleetScope:
+    """Part of the fleet: one region, one project, or both; empty is all of it.
+
+    One deployment watches several region/project pairs (DCS_PROJECTS), and
+    each page can be narrowed to one of them.
+    """
+
+    region: str = ""
+    project_id: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.region or self.project_id)
+
+    def instances(self, queryset: QuerySet[DcsInstance], prefix: str = "") -> QuerySet:
+        """``queryset`` narrowed to the scope; ``prefix`` reaches the instance from another model."""
+        if self.region:
+            queryset = queryset.filter(**{f"{prefix}region": self.region})
+        if self.project_id:
+            queryset = queryset.filter(**{f"{prefix}project_id": self.project_id})
+        return queryset
+
+    def params(self) -> dict[str, str]:
+        """The scope as the query parameters the pages filter by."""
+        return {key: value for key, value in (("region", self.region), ("project", self.project_id)) if value}
+
+
+FLEET = FleetScope()
+
+
 # --- Per-instance annotations -------------------------------------------------
 
 
@@ -211,7 +241,7 @@ def _hour_floor(value: datetime) -> datetime:
 
 
 def backup_status_counts(
-    *, since: datetime, now: datetime | None = None, region: str = "", project_id: str = ""
+    *, since: datetime, now: datetime | None = None, scope: FleetScope = FLEET
 ) -> StatusCounts:
     """The backups created since ``since``, by status, in one query of two parts.
 
@@ -229,10 +259,8 @@ def backup_status_counts(
     this_hour = _hour_floor(now)
     records = BackupRecord.objects.filter(created_at__gte=since)
     hours = BackupHourlyCount.objects.filter(hour__gte=first_hour, hour__lt=this_hour)
-    if region:
-        hours, records = hours.filter(region=region), records.filter(instance__region=region)
-    if project_id:
-        hours, records = hours.filter(project_id=project_id), records.filter(instance__project_id=project_id)
+    # The hourly rows carry their instance's region and project themselves.
+    hours, records = scope.instances(hours), scope.instances(records, "instance__")
     counted = records.order_by().values("status").annotate(n=Count("pk"))
     if first_hour < this_hour:
         counted = counted.filter(Q(created_at__lt=first_hour) | Q(created_at__gte=this_hour))
@@ -256,16 +284,15 @@ def record_total() -> int:
     return int(BackupHourlyCount.objects.aggregate(n=Sum("records"))["n"] or 0)
 
 
-def running_backups(*, limit: int = 100) -> list[BackupRecord]:
+def running_backups(*, limit: int = 100, scope: FleetScope = FLEET) -> list[BackupRecord]:
     """Backups waiting or running now, longest-running first (a stuck one shows at the top).
 
     A gone record's status is frozen at what we last saw, and a gone
     instance's backups are not going anywhere, so neither counts.
     """
+    running = BackupRecord.objects.active().present().filter(instance__gone_at__isnull=True)
     return list(
-        BackupRecord.objects.active()
-        .present()
-        .filter(instance__gone_at__isnull=True)
+        scope.instances(running, "instance__")
         .select_related("instance")
         .order_by(F("created_at").asc(nulls_last=True), "id")[:limit]
     )
@@ -317,10 +344,10 @@ def _by_last_sync(rows: list[DcsInstance]) -> list[DcsInstance]:
     return sorted(rows, key=lambda row: (row.last_synced_at or _NEVER, row.pk))
 
 
-def fleet_risk(*, now: datetime) -> FleetRisk:
+def fleet_risk(*, now: datetime, scope: FleetScope = FLEET) -> FleetRisk:
     """Listed instances at risk, single-node, or stale in sync, in one query."""
     rows = (
-        with_sync_staleness(with_risk(DcsInstance.objects.present(), now=now), now=now)
+        with_sync_staleness(with_risk(scope.instances(DcsInstance.objects.present()), now=now), now=now)
         .filter(Q(single_node=True) | Q(at_risk=True) | Q(sync_stale=True))
         .order_by(F("last_success_at").asc(nulls_first=True), "name", "instance_id", "pk")
     )
@@ -348,14 +375,14 @@ class StaleInstances:
         return self.total - len(self.shown)
 
 
-def stale_instances(*, now: datetime, limit: int) -> StaleInstances:
+def stale_instances(*, now: datetime, limit: int, scope: FleetScope = FLEET) -> StaleInstances:
     """The stale part of :func:`fleet_risk` for the overview's live refresh, in one query.
 
     Every 5 s, so at most ``limit`` rows: when the workers are down the whole
     fleet goes stale, and the total comes from a window count in the same query.
     """
     rows = list(
-        with_sync_staleness(DcsInstance.objects.present(), now=now)
+        with_sync_staleness(scope.instances(DcsInstance.objects.present()), now=now)
         .filter(sync_stale=True)
         .annotate(stale_total=Window(Count("pk")))
         .order_by(F("last_synced_at").asc(nulls_first=True), "pk")[:limit]
@@ -516,8 +543,10 @@ def find_gaps(
 
 
 __all__ = [
+    "FLEET",
     "ChartPoint",
     "FleetRisk",
+    "FleetScope",
     "Freshness",
     "Gap",
     "StaleInstances",

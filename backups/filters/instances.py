@@ -19,7 +19,7 @@ GONE_CHOICES = (
 
 
 class DcsInstanceFilterSet(django_filters.FilterSet):
-    """``q``, ``region``, ``engine``, ``status``, ``at_risk`` and ``gone``.
+    """``q``, ``region``, ``project``, ``engine``, ``status``, ``at_risk`` and ``gone``.
 
     Works on ``selectors.instances_with_stats()``, whose ``at_risk`` annotation
     the ``at_risk`` filter reads. Without ``gone``, only the instances the API
@@ -33,6 +33,9 @@ class DcsInstanceFilterSet(django_filters.FilterSet):
         widget=forms.TextInput(attrs={"type": "search", "placeholder": _("Name or instance id")}),
     )
     region = django_filters.ChoiceFilter(label=_("Region"), empty_label=_("Any region"))
+    project = django_filters.ChoiceFilter(
+        field_name="project_id", label=_("Project"), empty_label=_("Any project")
+    )
     engine = django_filters.ChoiceFilter(label=_("Engine"), empty_label=_("Any engine"))
     status = django_filters.ChoiceFilter(label=_("Status"), empty_label=_("Any status"))
     at_risk = django_filters.ChoiceFilter(
@@ -44,19 +47,23 @@ class DcsInstanceFilterSet(django_filters.FilterSet):
 
     class Meta:
         model = DcsInstance
-        fields = ("q", "region", "engine", "status", "at_risk", "gone")
+        fields = ("q", "region", "project", "engine", "status", "at_risk", "gone")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # The offered regions, engines and statuses are the ones we have, read
-        # in one query here; a callable choices would query on every use.
-        seen = DcsInstance.objects.order_by().values_list("region", "engine", "status").distinct()
-        regions, engines, statuses = set(), set(), set()
-        for region, engine, status in seen:
+        # The offered regions, projects, engines and statuses are the ones we
+        # have, read in one query here; a callable choices would query on every use.
+        seen = (
+            DcsInstance.objects.order_by().values_list("region", "project_id", "engine", "status").distinct()
+        )
+        regions, projects, engines, statuses = set(), set(), set(), set()
+        for region, project_id, engine, status in seen:
             regions.add(region)
+            projects.add(project_id)
             engines.add(engine)
             statuses.add(status)
-        for name, values in (("region", regions), ("engine", engines), ("status", statuses)):
+        offered = (("region", regions), ("project", projects), ("engine", engines), ("status", statuses))
+        for name, values in offered:
             self.filters[name].extra["choices"] = [(value, value) for value in sorted(values) if value]
 
     def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:

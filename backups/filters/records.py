@@ -84,7 +84,7 @@ class TimeBoundFilter(django_filters.Filter):
 
 class BackupRecordFilterSet(django_filters.FilterSet):
     """``status`` (repeatable), ``backup_type``, ``backup_format``, ``instance``,
-    ``region``, ``engine``, ``created_after``, ``created_before`` and ``q``."""
+    ``region``, ``project``, ``engine``, ``created_after``, ``created_before`` and ``q``."""
 
     q = django_filters.CharFilter(
         method="filter_search",
@@ -105,6 +105,9 @@ class BackupRecordFilterSet(django_filters.FilterSet):
     region = django_filters.CharFilter(
         field_name="instance__region", lookup_expr="iexact", label=_("Region"), max_length=64
     )
+    project = django_filters.CharFilter(
+        field_name="instance__project_id", lookup_expr="exact", label=_("Project"), max_length=64
+    )
     engine = django_filters.CharFilter(
         field_name="instance__engine", lookup_expr="iexact", label=_("Engine"), max_length=32
     )
@@ -123,6 +126,7 @@ class BackupRecordFilterSet(django_filters.FilterSet):
             "backup_format",
             "instance",
             "region",
+            "project",
             "engine",
             "created_after",
             "created_before",

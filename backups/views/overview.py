@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
+from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.generic import TemplateView
@@ -29,6 +30,7 @@ from django.views.generic import TemplateView
 from backups.choices import BackupStatus, SyncOutcome
 from backups.selectors import (
     FleetRisk,
+    FleetScope,
     StaleInstances,
     backup_status_counts,
     fleet_risk,
@@ -43,6 +45,8 @@ from backups.timewindow import PRESETS
 from backups.views.sync import can_trigger_sync
 
 OVERVIEW_WINDOWS = ("24h", "7d", "30d")
+# Region names and project ids are short; a longer value is a paste gone wrong.
+MAX_SCOPE_LENGTH = 64
 WINDOW_LABELS = {
     "24h": gettext_lazy("the last 24 hours"),
     "7d": gettext_lazy("the last 7 days"),
@@ -86,9 +90,20 @@ class OverviewView(TemplateView):
             return [self.partial_template_name]
         return [self.template_name]
 
+    @cached_property
+    def scope(self) -> FleetScope:
+        """The region and project asked for (``?region=``, ``?project=``); none is the whole fleet."""
+        params = self.request.GET
+        return FleetScope(
+            region=params.get("region", "").strip()[:MAX_SCOPE_LENGTH],
+            project_id=params.get("project", "").strip()[:MAX_SCOPE_LENGTH],
+        )
+
     def get_context_data(self, **kwargs) -> dict:
         context = super().get_context_data(**kwargs)
         now = timezone.now()
+        scope = self.scope
+        scope_query = urlencode(scope.params())
         window, problem = parse_window(
             self.request.GET.get("window"), choices=OVERVIEW_WINDOWS, default=DEFAULT_WINDOW
         )
@@ -96,13 +111,16 @@ class OverviewView(TemplateView):
             context.update(now=now, window=window, **self.live_context(now))
             return context
         # One query gives the at-risk list and the stale instances of the live part.
-        risk = fleet_risk(now=now)
+        risk = fleet_risk(now=now, scope=scope)
         stale = StaleInstances(shown=risk.sync_stale[:STALE_LIMIT], total=len(risk.sync_stale))
         context.update(
             now=now,
             window=window,
             param_errors=[problem] if problem else [],
             windows=[(name, WINDOW_LABELS[name], name == window) for name in OVERVIEW_WINDOWS],
+            scope=scope,
+            # Appended to the window links, so a change of period keeps the scope.
+            scope_query=f"&{scope_query}" if scope_query else "",
             window_label=WINDOW_LABELS[window],
             can_sync=can_trigger_sync(self.request),
             **self.live_context(now, stale=stale),
@@ -114,14 +132,14 @@ class OverviewView(TemplateView):
     def live_context(self, now, *, stale: StaleInstances | None = None) -> dict:
         freshness = sync_freshness(now=now)
         if stale is None:
-            stale = stale_instances(now=now, limit=STALE_LIMIT)
+            stale = stale_instances(now=now, limit=STALE_LIMIT, scope=self.scope)
         running = [
             {
                 "record": record,
                 "url": instance_url(record.instance),
                 "age": age_html(record.created_at, now=now),
             }
-            for record in running_backups()
+            for record in running_backups(scope=self.scope)
         ]
         return {
             "running": running,
@@ -162,26 +180,29 @@ class OverviewView(TemplateView):
         }
 
     def counts_context(self, now, window: str) -> dict:
-        counts = backup_status_counts(since=now - PRESETS[window], now=now)
+        scope = self.scope
+        counts = backup_status_counts(since=now - PRESETS[window], now=now, scope=scope)
         list_url = reverse("backups:backup-list")
+        window_params = {"created_after": window, **scope.params()}
         tiles = [
             {
                 "status": status.value,
                 "label": status.label,
                 "color": BackupStatus.color_of(status.value),
                 "count": counts.by_status[status.value],
-                "url": f"{list_url}?{urlencode({'status': status.value, 'created_after': window})}",
+                "url": f"{list_url}?{urlencode({'status': status.value, **window_params})}",
             }
             for status in BackupStatus
         ]
         return {
             "counts": counts,
             "status_tiles": tiles,
-            "all_backups_url": f"{list_url}?{urlencode({'created_after': window})}",
+            "all_backups_url": f"{list_url}?{urlencode(window_params)}",
             "success_rate": counts.success_rate,
         }
 
     def risk_context(self, now, risk: FleetRisk) -> dict:
+        fleet_url = reverse("backups:instance-list")
 
         def item(instance):
             return {
@@ -197,7 +218,7 @@ class OverviewView(TemplateView):
             "at_risk_more": max(len(risk.at_risk) - LIST_LIMIT, 0),
             "single_node": [item(instance) for instance in risk.single_node[:LIST_LIMIT]],
             "single_node_more": max(len(risk.single_node) - LIST_LIMIT, 0),
-            "at_risk_url": f"{reverse('backups:instance-list')}?at_risk=yes",
+            "at_risk_url": f"{fleet_url}?{urlencode({'at_risk': 'yes', **self.scope.params()})}",
         }
 
     def render_to_response(self, context, **response_kwargs):
