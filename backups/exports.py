@@ -52,9 +52,11 @@ CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 
 def iso_utc(value: datetime) -> str:
     """``2026-11-26T12:00:00Z``; milliseconds only when the API gave some."""
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value, UTC)
-    value = value.astimezone(UTC)
+    if value.tzinfo is not UTC:
+        # The database hands back UTC already; only other times need converting.
+        if timezone.is_naive(value):
+            value = timezone.make_aware(value, UTC)
+        value = value.astimezone(UTC)
     spec = "milliseconds" if value.microsecond else "seconds"
     return value.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 
@@ -75,7 +77,8 @@ class ExportField:
     key: str  # stable snake_case: the JSON key
     header: str  # the CSV header
     raw: Callable[[Any], Any]  # record -> the stored value
-    text: Callable[[Any], Any]  # record -> the column's plain-text value()
+    # (record, its stored value if already read) -> the column's plain-text value()
+    text: Callable[..., Any]
     # JSON carries the stored code ("succeed") rather than the translated
     # label, so scripts read the same value in every language.
     raw_in_json: bool = False
@@ -99,7 +102,7 @@ def export_fields(table: Table) -> list[ExportField]:
         )
         for key, header, path in extras.get(bound.name, ()):
             resolve = resolver(A(path))
-            fields.append(ExportField(key=key, header=force_str(header), raw=resolve, text=resolve))
+            fields.append(ExportField(key=key, header=force_str(header), raw=resolve, text=_same(resolve)))
     return fields
 
 
@@ -113,11 +116,32 @@ def export_fields(table: Table) -> list[ExportField]:
 # anything these shortcuts do not cover goes through BoundRow itself.
 
 
+def _same(resolve: Callable[[Any], Any]) -> Callable[..., Any]:
+    def text(record, raw=_MISSING):
+        return resolve(record) if raw is _MISSING else raw
+
+    return text
+
+
 def resolver(accessor: A) -> Callable[[Any], Any]:
     """``accessor.resolve(record, quiet=True)``, with plain attribute reads of model records done directly."""
     bits = tuple(accessor.bits)
     if not bits or accessor.callable_args or accessor.callable_kwargs:
         return lambda record: accessor.resolve(record, quiet=True)
+    if len(bits) == 1:
+        (bit,) = bits
+
+        def resolve_one(record):
+            if not isinstance(record, models.Model):
+                return accessor.resolve(record, quiet=True)
+            try:
+                value = getattr(record, bit)
+            except AttributeError:
+                return accessor.resolve(record, quiet=True)
+            # Methods are called unless they alter data: resolve() knows the rules.
+            return accessor.resolve(record, quiet=True) if callable(value) else value
+
+        return resolve_one
 
     def resolve(record):
         current = record
@@ -148,7 +172,7 @@ def cell_value(table: Table, bound) -> Callable[[Any], Any]:
     column = bound.column
     accessor = A(bound.accessor)
 
-    def slow(record):
+    def slow(record, raw=_MISSING):
         return BoundRow(record, table=table).get_cell_value(bound.name)
 
     bits = accessor.bits
@@ -163,7 +187,7 @@ def cell_value(table: Table, bound) -> Callable[[Any], Any]:
     wanted = None if catch_all else set(args)
     if wanted is not None and not wanted <= {"value", "record", "bound_row", *constants}:
         # An argument the cell does not have: call_with_appropriate() gives None.
-        return lambda record: None
+        return lambda record, raw=_MISSING: None
     fixed = {key: value for key, value in constants.items() if wanted is None or key in wanted}
     wants_value = wanted is None or "value" in wanted
     wants_record = wanted is None or "record" in wanted
@@ -190,27 +214,30 @@ def cell_value(table: Table, bound) -> Callable[[Any], Any]:
             displays[model] = found
         return displays[model]
 
-    def value_of(record):
+    def value_of(record, raw=_MISSING):
         if not isinstance(record, models.Model):
             return slow(record)
+        if raw is _MISSING:
+            raw = read(record)
         display = display_of(record)
         if display:
             # A pure function of the stored value in the export's one
             # language, and a translation costs more than the rest of a cell.
             stored = record.__dict__.get(name, _MISSING)
-            key = (display, stored)
-            value = labels.get(key, _MISSING) if stored is not _MISSING else _MISSING
+            key = (display, stored) if isinstance(stored, str | int | None) else None
+            value = labels.get(key, _MISSING) if key else _MISSING
             if value is _MISSING:
                 value = getattr(record, display)()
-                if stored is not _MISSING and len(labels) < MEMO_LIMIT:
+                if key and len(labels) < MEMO_LIMIT:
                     labels[key] = value
         else:
-            # resolve() fails quietly here too: BoundRow swallows the error.
-            value = read(record)
+            # resolve() fails quietly here too, as BoundRow swallows the error:
+            # the stored value is the cell's value.
+            value = raw
         if value in empty_values:
             return None
         if memo_by:
-            key = read(record) if memo_by == "raw" else value
+            key = raw if memo_by == "raw" else value
             key = id(key) if isinstance(key, models.Model) else key
             found = memo.get(key, _MISSING)
             if found is not _MISSING:
@@ -248,7 +275,7 @@ def csv_cell(field: ExportField, record: Any) -> str:
         return ""
     if isinstance(raw, datetime):
         return iso_utc(raw)
-    text = field.text(record)
+    text = field.text(record, raw)
     return "" if text is None else neutralise_formula(force_str(text))
 
 
@@ -264,7 +291,7 @@ def json_value(field: ExportField, record: Any) -> Any:
         return json_number(Decimal(str(raw.total_seconds())))
     if field.raw_in_json and isinstance(raw, str):
         return raw
-    text = field.text(record)
+    text = field.text(record, raw)
     return None if text is None else force_str(text)
 
 

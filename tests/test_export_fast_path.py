@@ -28,7 +28,9 @@ def the_slow_way(monkeypatch) -> None:
     monkeypatch.setattr(
         exports,
         "cell_value",
-        lambda table, bound: lambda record: BoundRow(record, table=table).get_cell_value(bound.name),
+        lambda table, bound: (
+            lambda record, raw=None: BoundRow(record, table=table).get_cell_value(bound.name)
+        ),
     )
     monkeypatch.setattr(
         exports, "resolver", lambda accessor: lambda record: accessor.resolve(record, quiet=True)

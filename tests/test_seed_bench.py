@@ -140,7 +140,6 @@ def test_it_explains_a_bad_flag(options, message):
     assert not BackupRecord.objects.exists()
 
 
-@pytest.mark.django_db(transaction=True)
 def test_the_bench_runs_end_to_end_at_a_tiny_size(tmp_path):
     """The runner seeds, measures every page and the sync, and writes its report; nothing is timed here."""
     env = {
@@ -174,3 +173,18 @@ def test_the_bench_runs_end_to_end_at_a_tiny_size(tmp_path):
     for needle in ("/backups/", "/admin/backups/backuprecord/", "Ingest", "Full sync", "Export", "p50"):
         assert needle in text, needle
     assert "| /backups/?sort=-size&per_page=50 |" in text
+
+
+def test_it_puts_back_every_index_it_dropped_for_the_load():
+    from django.db import connection
+
+    def indexes() -> dict:
+        with connection.cursor() as cursor:
+            found = connection.introspection.get_constraints(cursor, BackupRecord._meta.db_table)
+        return {name: (c["columns"], c["unique"], c.get("orders")) for name, c in found.items() if c["index"]}
+
+    before = indexes()
+    seed()
+
+    assert indexes() == before
+    assert len(before) >= 4
