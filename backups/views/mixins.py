@@ -138,31 +138,17 @@ class CountedPaginator(Paginator):
 
 
 class KeysetPage:
-    """A page reached by seeking from a row: no number, a cursor each way.
-
-    ``next_cursor`` and ``previous_cursor`` are the tokens of the rows at
-    its two edges, or "" when nothing follows (or precedes) it.
-    """
+    """A page reached by seeking from a row: it has no number, and its
+    links (the table's ``previous_href``/``next_href``) carry cursors."""
 
     is_keyset = True
     number = None
 
-    def __init__(self, object_list: list, *, next_cursor: str, previous_cursor: str):
+    def __init__(self, object_list: list):
         self.object_list = object_list
-        self.next_cursor = next_cursor
-        self.previous_cursor = previous_cursor
 
     def __len__(self) -> int:
         return len(self.object_list)
-
-    def has_next(self) -> bool:
-        return bool(self.next_cursor)
-
-    def has_previous(self) -> bool:
-        return bool(self.previous_cursor)
-
-    def has_other_pages(self) -> bool:
-        return True
 
 
 def filters_active(filterset) -> bool:
@@ -370,12 +356,31 @@ class TablePageMixin(SingleTableMixin):
             numbers = [n for n in numbers if n == "..." or n <= deepest]
             while numbers and numbers[-1] == "...":
                 numbers.pop()
-        table.page_numbers = numbers
+        field = table.prefixed_page_field
+        table.page_links = [
+            (n, self.page_href(table, **{field: str(n)}) if n != "..." else "") for n in numbers
+        ]
+        table.first_href = ""
+        table.previous_href = (
+            self.page_href(table, **{field: str(page.previous_page_number())}) if page.has_previous() else ""
+        )
+        table.next_href = ""
         if deepest is not None and page.number >= deepest and page.has_next() and page.object_list:
             # The next page is past the numbered ones: it is sought from this page's last row.
             last = list(page.object_list)[-1].record
-            page.next_cursor = keyset.encode(keyset.values_of(last), order=self.cursor_order(table))
+            cursor = keyset.encode(keyset.values_of(last), order=self.cursor_order(table))
+            table.next_href = self.page_href(table, **{AFTER_PARAM: cursor})
+        elif page.has_next():
+            table.next_href = self.page_href(table, **{field: str(page.next_page_number())})
         table.page = page
+
+    def page_href(self, table: Table, **params: str) -> str:
+        """This view's query with ``params`` set: a page number or one cursor, never two ways of paging."""
+        query = self.request.GET.copy()
+        for name in (table.prefixed_page_field, *CURSOR_PARAMS):
+            query.pop(name, None)
+        query.update({name: value for name, value in params.items() if value is not None})
+        return f"?{query.urlencode()}"
 
     def cursor_order(self, table: Table) -> str:
         """What a cursor is only valid for: the sort it was made in."""
@@ -414,14 +419,16 @@ class TablePageMixin(SingleTableMixin):
             # Back at the start: that is the first numbered page.
             return False
 
-        def cursor(row) -> str:
-            return keyset.encode(keyset.values_of(row), order=order) if row is not None else ""
+        def href(param: str, row) -> str:
+            if row is None:
+                return ""
+            return self.page_href(table, **{param: keyset.encode(keyset.values_of(row), order=order)})
 
-        table.page = KeysetPage(
-            [BoundRow(row, table=table) for row in rows],
-            next_cursor=cursor(next_row),
-            previous_cursor=cursor(previous_row),
-        )
+        table.page = KeysetPage([BoundRow(row, table=table) for row in rows])
+        table.page_links = []
+        table.first_href = self.page_href(table)
+        table.previous_href = href(BEFORE_PARAM, previous_row)
+        table.next_href = href(AFTER_PARAM, next_row)
         return True
 
     # --- counting ----------------------------------------------------------
