@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db.models import Sum
 from django.utils import timezone
 
 from backups import retention, tasks
-from backups.models import AuditEvent, BackupRecord, BackupStatusChange
+from backups.models import AuditEvent, BackupHourlyCount, BackupRecord, BackupStatusChange, DcsInstance
 from tests.factories import make_instance, make_record, make_status_change
 
 pytestmark = pytest.mark.django_db
@@ -127,3 +128,11 @@ def test_sync_runs_keep_their_own_retention(settings):
     # prune_history (every minute) already drops sync runs after this many days.
     assert settings.DCS_SYNC_RUN_RETENTION_DAYS == 30
     assert settings.CELERY_BEAT_SCHEDULE["sync-housekeeping"]["schedule"] == 60
+
+
+def test_the_summaries_follow_the_deletes(records):
+    now, _old, recent, listed = records
+    retention.prune_gone_records(older_than_days=30, now=now)
+    assert BackupHourlyCount.objects.aggregate(n=Sum("records"))["n"] == BackupRecord.objects.count() == 2
+    instance = DcsInstance.objects.get(pk=listed.instance_id)
+    assert instance.last_success_at == max(recent.created_at, listed.created_at)
