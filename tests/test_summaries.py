@@ -206,3 +206,13 @@ def test_it_summarises_a_bulk_upsert_in_one_pass_on_postgresql():
         update_fields=["status"],
     )
     assert_summaries_exact(instance)
+
+
+def test_it_puts_back_triggers_a_migration_dropped():
+    # SQLite rebuilds a table to alter it, and the old table's triggers go with it.
+    from backups.apps import ensure_summary_triggers
+
+    summaries.drop_triggers()
+    assert not summaries.triggers_installed()
+    ensure_summary_triggers(sender=None, using="default")
+    assert summaries.triggers_installed()
