@@ -128,31 +128,14 @@ def resolver(accessor: A) -> Callable[[Any], Any]:
     bits = tuple(accessor.bits)
     if not bits or accessor.callable_args or accessor.callable_kwargs:
         return lambda record: accessor.resolve(record, quiet=True)
-    if len(bits) == 1:
-        (bit,) = bits
-
-        def resolve_one(record):
-            if not isinstance(record, models.Model):
-                return accessor.resolve(record, quiet=True)
-            try:
-                value = getattr(record, bit)
-            except AttributeError:
-                return accessor.resolve(record, quiet=True)
-            # Methods are called unless they alter data: resolve() knows the rules.
-            return accessor.resolve(record, quiet=True) if callable(value) else value
-
-        return resolve_one
 
     def resolve(record):
         current = record
         for bit in bits:
             if not isinstance(current, models.Model):
                 return accessor.resolve(record, quiet=True)
-            try:
-                current = getattr(current, bit)
-            except AttributeError:
-                return accessor.resolve(record, quiet=True)
-            if callable(current):
+            current = getattr(current, bit, _MISSING)
+            if current is _MISSING or callable(current):
                 # Methods are called unless they alter data: resolve() knows the rules.
                 return accessor.resolve(record, quiet=True)
             if current is None:
