@@ -68,6 +68,12 @@ if PRODUCTION and not envlist("DJANGO_ALLOWED_HOSTS"):
     raise ImproperlyConfigured("DASHBOARD_PRODUCTION is on but DJANGO_ALLOWED_HOSTS is not set")
 ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS")
+for _origin in CSRF_TRUSTED_ORIGINS:
+    # Django wants the scheme; without it every sign-in would fail the CSRF check.
+    if not _origin.startswith(("https://", "http://")):
+        raise ImproperlyConfigured(
+            f"DJANGO_CSRF_TRUSTED_ORIGINS entries are origins like https://dcs.example.com, got {_origin!r}"
+        )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -302,6 +308,10 @@ DJANGO_TABLES2_TEMPLATE = "includes/table.html"
 # --- Celery -------------------------------------------------------------------
 
 REDIS_URL = envstr("REDIS_URL")
+if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    # Said here, without the URL (it may hold a password), rather than by
+    # Celery's retry loop, which would wait for a broker that cannot exist.
+    raise ImproperlyConfigured("REDIS_URL must start with redis://, rediss:// or unix://")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}

@@ -94,7 +94,7 @@ def test_it_lists_every_projects_instances_with_one_shared_key(dcs_client, simul
 # --- start-up errors -----------------------------------------------------------------
 
 
-def _check(tmp_path, **env) -> subprocess.CompletedProcess:
+def _check(tmp_path, **env: str) -> subprocess.CompletedProcess:
     base = {
         k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DASHBOARD_", "DCS_", "METRICS_"))
     }
@@ -126,6 +126,9 @@ CLOUD = {"HUAWEICLOUD_SDK_AK": "AKEXAMPLE", "HUAWEICLOUD_SDK_SK": "sk-example-no
         ({"METRICS_ALLOWED_IPS": "10.0.0.0/8,not-an-ip"}, "METRICS_ALLOWED_IPS must be"),
         ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN must be at least 16"),
         ({"DASHBOARD_RETENTION_GONE_DAYS": "-3"}, "DASHBOARD_RETENTION_GONE_DAYS must be at least 0"),
+        ({"DJANGO_CSRF_TRUSTED_ORIGINS": "dcs.example.com"}, "origins like https://dcs.example.com"),
+        ({"REDIS_URL": "127.0.0.1:6379"}, "REDIS_URL must start with redis://"),
+        ({"REDIS_URL": "http://:pa55word@redis:6379"}, "REDIS_URL must start with"),
     ],
 )
 def test_it_stops_start_up_on_a_bad_value_without_a_traceback(tmp_path, env, message):
@@ -135,6 +138,7 @@ def test_it_stops_start_up_on_a_bad_value_without_a_traceback(tmp_path, env, mes
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert TOKEN not in done.stderr
+    assert "pa55word" not in done.stderr
 
 
 def test_it_starts_with_several_projects_and_a_token(tmp_path):
