@@ -18,6 +18,7 @@ from backups.dcs.config import DcsConfig
 from backups.models import BackupRecord, DcsInstance, SyncError, SyncRun
 from backups.simulator.server import DcsSimulator, SimulatorServer
 from backups.sync import sync_fleet
+from dashboard.logformat import JsonFormatter
 from tests.conftest import PROJECTS
 
 AK = "LEAKTESTACCESSKEY01"
@@ -56,7 +57,7 @@ def synced(db, settings, caplog):
     return good, bad
 
 
-def test_it_never_shows_the_sk_or_the_token(admin_client, synced, caplog):
+def test_it_never_shows_the_sk_or_the_token(admin_client, synced, caplog, settings):
     good, _bad = synced
     assert good.outcome == "succeeded"
     assert BackupRecord.objects.exists()
@@ -89,6 +90,18 @@ def test_it_never_shows_the_sk_or_the_token(admin_client, synced, caplog):
         body = b"".join(response.streaming_content) if response.streaming else response.content
         _assert_clean(url, body.decode())
         _assert_clean(f"headers of {url}", str(dict(response.headers)))
+
+    # The URLs for machines, and a JSON log line of every record.
+    settings.METRICS_TOKEN = "metrics-token-for-the-leak-test"
+    for url, headers in (
+        ("/healthz", {}),
+        ("/metrics", {"HTTP_AUTHORIZATION": f"Bearer {settings.METRICS_TOKEN}"}),
+    ):
+        response = admin_client.get(url, **headers)
+        assert response.status_code in (200, 503), url
+        _assert_clean(url, response.content.decode())
+    formatter = JsonFormatter()
+    _assert_clean("the JSON logs", "\n".join(formatter.format(record) for record in caplog.records))
 
     for error in errors:
         _assert_clean("a SyncError row", " ".join(str(v) for v in vars(error).values()))
