@@ -120,6 +120,14 @@ def healthz(request: HttpRequest) -> JsonResponse:
     # polling an unhealthy deployment every few seconds would bury the log.
     # The unhealthy state is what /metrics and the overview already say.
     response._has_been_logged = True
+    return _without_body_for_head(request, response)
+
+
+def _without_body_for_head(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    # Load balancers probe with HEAD; gunicorn drops a body sent with it, and
+    # logs a warning each time.
+    if request.method == "HEAD":
+        response.content = b""
     return response
 
 
@@ -384,4 +392,4 @@ def metrics(request: HttpRequest) -> HttpResponse:
         body = render_metrics()
     except DatabaseError:
         return HttpResponse("The database is not available.\n", status=503, content_type="text/plain")
-    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
+    return _without_body_for_head(request, HttpResponse(body, content_type=CONTENT_TYPE_LATEST))
