@@ -19,8 +19,10 @@ from huaweicloudsdkdcs.v2.region.dcs_region import DcsRegion
 
 from backups.dcs.client import DcsClient
 from backups.dcs.config import DcsConfig, DcsProject, check_region, parse_projects
+from backups.dcs.errors import DcsAuthError
 from backups.dcs.signing import SdkHmacSha256Auth
-from tests.conftest import PROJECTS, make_config
+from backups.simulator.server import SimulatorServer
+from tests.conftest import PROJECTS, TEST_AK, TEST_SK, make_config, make_simulator
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PID_A = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
@@ -191,3 +193,43 @@ def test_it_syncs_with_temporary_credentials_and_never_logs_the_token(simulator_
     assert instances and records is not None
     assert TOKEN not in caplog.text
     assert TOKEN not in repr(client) + repr(client.config) + repr(client._auth(PROJECTS[0]))
+
+
+@pytest.fixture
+def temporary_server():
+    """A simulator where TEST_AK is a temporary key: accepted only with TOKEN."""
+    simulator = make_simulator(security_tokens={TEST_AK: TOKEN})
+    with SimulatorServer(simulator, host="127.0.0.1", port=0) as server:
+        yield server
+
+
+@pytest.mark.parametrize(("token", "accepted"), [(TOKEN, True), ("", False), (TOKEN + "x", False)])
+def test_a_temporary_key_works_only_with_its_token(temporary_server, token, accepted):
+    config = make_config(temporary_server.url, security_token=token)
+    client = DcsClient(config, connect_timeout=2, read_timeout=10)  # a 401 is never retried
+    if accepted:
+        assert list(client.list_instances(PROJECTS[0]))
+    else:
+        with pytest.raises(DcsAuthError) as caught:
+            list(client.list_instances(PROJECTS[0]))
+        assert caught.value.error_code == "APIG.0301"
+        assert TOKEN not in str(caught.value)
+
+
+def test_the_official_sdk_with_the_same_token_is_accepted_too(temporary_server):
+    from huaweicloudsdkcore.http.http_config import HttpConfig
+    from huaweicloudsdkdcs.v2 import DcsClient as SdkDcsClient
+    from huaweicloudsdkdcs.v2 import ListInstancesRequest
+
+    config = HttpConfig.get_default_config()
+    config.ignore_ssl_verification = True
+    credentials = BasicCredentials(TEST_AK, TEST_SK, PROJECTS[0].project_id).with_security_token(TOKEN)
+    sdk = (
+        SdkDcsClient.new_builder()
+        .with_http_config(config)
+        .with_credentials(credentials)
+        .with_endpoints([temporary_server.url])
+        .build()
+    )
+    response = sdk.list_instances(ListInstancesRequest(limit=1000))
+    assert response.instance_num > 0

@@ -11,6 +11,7 @@ changes because of one, except that a "shift" starts a real backup.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import logging
 import random
@@ -24,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from urllib.parse import parse_qsl, unquote
 
-from backups.dcs.signing import verify_signature
+from backups.dcs.signing import VerificationFailure, verify_signature
 from backups.simulator import faults as fault_kinds
 from backups.simulator.faults import FaultDecision, Faults
 from backups.simulator.fleet import (
@@ -107,6 +108,12 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _auth_field(authorization: str, name: str) -> str:
+    """``Access`` or ``SignedHeaders`` of an SDK-HMAC-SHA256 Authorization header ("" if absent)."""
+    match = re.search(rf"\b{name}=([^,\s]+)", authorization)
+    return match[1] if match else ""
+
+
 class DcsSimulator:
     """A deterministic DCS fleet and the API that lists it.
 
@@ -123,9 +130,13 @@ class DcsSimulator:
         seed: int = 1,
         clock: Callable[[], datetime] | None = None,
         doc_example_mode: bool = False,
+        security_tokens: dict[str, str] | None = None,
     ) -> None:
         self.projects = dict(projects)
         self._credentials = dict(credentials)
+        # Temporary credentials: an access key listed here is accepted only
+        # with its security token, sent as X-Security-Token and signed.
+        self._security_tokens = dict(security_tokens or {})
         self.instance_count = instances
         self.seed = seed
         self.clock = clock or _utc_now
@@ -253,6 +264,23 @@ class DcsSimulator:
         assert record is not None  # only listed plans get here
         return record
 
+    def _check_security_token(self, headers: dict[str, str]) -> VerificationFailure | None:
+        """A temporary access key needs its token, and the token must be among the signed headers."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        authorization = lowered.get("authorization", "")
+        expected = self._security_tokens.get(_auth_field(authorization, "Access"))
+        if expected is None:
+            return None  # a permanent key
+        signed = _auth_field(authorization, "SignedHeaders").split(";")
+        token = lowered.get("x-security-token", "")
+        if not token or "x-security-token" not in signed:
+            return VerificationFailure(
+                "the security token of a temporary access key is missing or not signed"
+            )
+        if not hmac.compare_digest(token, expected):
+            return VerificationFailure("the security token is not valid for this access key")
+        return None
+
     # --- The API --------------------------------------------------------------------
 
     def handle(
@@ -275,6 +303,8 @@ class DcsSimulator:
             credentials=self._credentials,
             now=now,
         )
+        if failure is None and self._security_tokens:
+            failure = self._check_security_token(headers)
         if failure is not None:
             if failure.canonical_request:
                 # What the gateway logs on a mismatch; the secret parts are not in it.
