@@ -257,17 +257,20 @@ def backup_status_counts(
     now = now or timezone.now()
     first_hour = _hour_floor(since) + (timedelta(hours=1) if since != _hour_floor(since) else timedelta())
     this_hour = _hour_floor(now)
-    records = BackupRecord.objects.filter(created_at__gte=since)
     hours = BackupHourlyCount.objects.filter(hour__gte=first_hour, hour__lt=this_hour)
-    # The hourly rows carry their instance's region and project themselves.
-    hours, records = scope.instances(hours), scope.instances(records, "instance__")
-    counted = records.order_by().values("status").annotate(n=Count("pk"))
     if first_hour < this_hour:
-        counted = counted.filter(Q(created_at__lt=first_hour) | Q(created_at__gte=this_hour))
-        summed = hours.order_by().values("status").annotate(n=Sum("records"))
-        rows = summed.union(counted, all=True)
+        # Two ranges, each an index range of its own (never the whole window).
+        edges = Q(created_at__gte=since, created_at__lt=first_hour) | Q(created_at__gte=this_hour)
     else:
         # Less than two hours: no whole hour inside, the records alone.
+        edges = Q(created_at__gte=since)
+    # The hourly rows carry their instance's region and project themselves.
+    hours = scope.instances(hours)
+    records = scope.instances(BackupRecord.objects.filter(edges), "instance__")
+    counted = records.order_by().values("status").annotate(n=Count("pk"))
+    if first_hour < this_hour:
+        rows = hours.order_by().values("status").annotate(n=Sum("records")).union(counted, all=True)
+    else:
         rows = counted
     by_status = dict.fromkeys(BackupStatus.values, 0)
     total = 0

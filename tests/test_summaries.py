@@ -216,3 +216,26 @@ def test_it_puts_back_triggers_a_migration_dropped():
     assert not summaries.triggers_installed()
     ensure_summary_triggers(sender=None, using="default")
     assert summaries.triggers_installed()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    minutes=st.lists(st.integers(min_value=-600, max_value=600), max_size=20),
+    since=st.integers(min_value=-700, max_value=700),
+    window=st.integers(min_value=0, max_value=900),
+)
+def test_it_counts_a_window_exactly_from_the_hours_and_the_edges(minutes, since, window):
+    from backups.selectors import backup_status_counts
+
+    BackupRecord.objects.all().delete()
+    instance = make_instance()
+    for n, offset in enumerate(minutes):
+        make_record(instance, created_at=T0 + timedelta(minutes=offset, seconds=n), status=STATUSES[n % 5])
+    start = T0 + timedelta(minutes=since, seconds=17)
+    now = start + timedelta(minutes=window)
+
+    counts = backup_status_counts(since=start, now=now)
+
+    expected = Counter(BackupRecord.objects.filter(created_at__gte=start).values_list("status", flat=True))
+    assert counts.total == sum(expected.values())
+    assert {status: n for status, n in counts.by_status.items() if n} == dict(expected)
