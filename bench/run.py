@@ -425,7 +425,12 @@ def bench_ingest(sizes: Sizes) -> dict:
         data = parse_instance(instance_payload(sim, now_ms))
         instances.append(
             DcsInstance.objects.create(
-                region="bench", project_id=project_id, first_seen=now, last_seen=now, **data.model_values()
+                region="bench",
+                project_id=project_id,
+                instance_id=data.instance_id,
+                first_seen=now,
+                last_seen=now,
+                **data.model_values(),
             )
         )
     raw_at = RECORD_FIELDS.index("raw")
@@ -821,30 +826,69 @@ def main() -> None:
         seed_seconds = time.perf_counter() - started
     if not parts - {"seed"}:
         return
-    results: dict = {}
-    if "pages" in parts:
-        print("Timing pages...")
-        results["pages"], results["admin"] = bench_pages(sizes)
-    if "export" in parts:
-        print("Exporting...")
-        results["export"] = bench_export()
-    if "ingest" in parts or "sync" in parts:
-        simulator = start_simulator(sizes.sync_instances, sizes.seed)
-        try:
-            if "ingest" in parts:
-                print("Ingesting...")
-                results["ingest"] = bench_ingest(sizes)
-                results["naive"] = bench_naive(sizes, simulator)
-            if "sync" in parts:
-                print("Syncing...")
-                results["sync"] = bench_sync(sizes, simulator)
-        finally:
-            simulator.stop()
-    section = report(info, sizes, results, seed_seconds)
+    # What each part measured is kept as it comes, so a part that fails, or
+    # a later run of some parts (--reuse --only ...), keeps the others' numbers.
+    saved = saved_results(info["vendor"], sizes) if args.reuse else {}
+    results: dict = {**saved}
+    try:
+        if "pages" in parts:
+            print("Timing pages...")
+            results["pages"], results["admin"] = bench_pages(sizes)
+            keep_results(info["vendor"], sizes, results)
+        if "export" in parts:
+            print("Exporting...")
+            results["export"] = bench_export()
+            keep_results(info["vendor"], sizes, results)
+        if "ingest" in parts or "sync" in parts:
+            simulator = start_simulator(sizes.sync_instances, sizes.seed)
+            try:
+                if "ingest" in parts:
+                    print("Ingesting...")
+                    results["ingest"] = bench_ingest(sizes)
+                    results["naive"] = bench_naive(sizes, simulator)
+                    keep_results(info["vendor"], sizes, results)
+                if "sync" in parts:
+                    print("Syncing...")
+                    results["sync"] = bench_sync(sizes, simulator)
+                    keep_results(info["vendor"], sizes, results)
+            finally:
+                simulator.stop()
+    finally:
+        section = report(info, sizes, results, seed_seconds)
+        write_results(Path(args.output), info["vendor"], section)
     print()
     print(section)
-    write_results(Path(args.output), info["vendor"], section)
     print(f"\nWritten to {args.output}")
+
+
+def _results_path(vendor: str) -> Path:
+    from django.conf import settings
+
+    return Path(settings.DATA_DIR) / f"bench-results-{vendor}.json"
+
+
+def keep_results(vendor: str, sizes: Sizes, results: dict) -> None:
+    data = {
+        "records": sizes.records,
+        "instances": sizes.instances,
+        **{key: value for key, value in results.items() if key not in ("pages", "admin")},
+        "pages": [dataclasses.asdict(t) for t in results.get("pages", [])],
+        "admin": [[dataclasses.asdict(a), dataclasses.asdict(b)] for a, b in results.get("admin", [])],
+    }
+    _results_path(vendor).write_text(json.dumps(data, indent=1))
+
+
+def saved_results(vendor: str, sizes: Sizes) -> dict:
+    """The parts kept by an earlier run on a data set of the same size."""
+    path = _results_path(vendor)
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    if (data.pop("records"), data.pop("instances")) != (sizes.records, sizes.instances):
+        return {}
+    data["pages"] = [Timing(**t) for t in data["pages"]]
+    data["admin"] = [(Timing(**a), Timing(**b)) for a, b in data["admin"]]
+    return {key: value for key, value in data.items() if value}
 
 
 if __name__ == "__main__":
