@@ -117,3 +117,11 @@ def test_it_exits_1_when_the_output_cannot_be_written(db, tmp_path):
 def test_it_refuses_an_unknown_format_through_argparse(db):
     with pytest.raises(CommandError, match="invalid choice"):
         call_command("export_backups", "--format", "xml")
+
+
+def test_it_filters_by_project_as_the_list_page(admin_client, fleet, tmp_path):
+    east, _west = fleet
+    query = f"_export=csv&project={east.project_id}"
+    exported = export(tmp_path, "--format", "csv", "--project", east.project_id)
+    assert exported == web_export(admin_client, query)
+    assert exported.count(b"\r\n") == 3  # the header and east's two records

@@ -66,7 +66,7 @@ class Command(BaseCommand):
         parser.add_argument("--backup-format", metavar="FORMAT", help="aof or rdb.")
         parser.add_argument("--instance", help="An instance id, or part of a name.")
         parser.add_argument("--region", help="A region, e.g. cn-north-4.")
-        parser.add_argument("--project", help="A project id (when the list can filter by project).")
+        parser.add_argument("--project", help="A project id.")
         parser.add_argument("--engine", help="Redis or Memcached.")
         parser.add_argument(
             "--since", metavar="TIME", help="Created at or after: 2026-11-01, 2026-11-01T08:00Z or 7d."
