@@ -60,6 +60,7 @@ def test_it_takes_any_scope_text_without_failing(admin_client, two_regions):
 
     assert response.status_code == 200
     assert response.context["counts"].total == 0
+    assert any("“project” holds a character" in message for message in response.context["param_errors"])
 
 
 def test_it_filters_the_backups_by_project(admin_client, two_regions):

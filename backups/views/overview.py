@@ -91,13 +91,26 @@ class OverviewView(TemplateView):
         return [self.template_name]
 
     @cached_property
+    def scope_problems(self) -> list[str]:
+        return []
+
+    @cached_property
     def scope(self) -> FleetScope:
-        """The region and project asked for (``?region=``, ``?project=``); none is the whole fleet."""
-        params = self.request.GET
-        return FleetScope(
-            region=params.get("region", "").strip()[:MAX_SCOPE_LENGTH],
-            project_id=params.get("project", "").strip()[:MAX_SCOPE_LENGTH],
-        )
+        """The region and project asked for (``?region=``, ``?project=``); none is the whole fleet.
+
+        No region or project id holds a NUL (PostgreSQL text cannot): such a
+        value is ignored, and the page says so.
+        """
+        values = {}
+        for param in ("region", "project"):
+            value = self.request.GET.get(param, "").strip()[:MAX_SCOPE_LENGTH]
+            if "\x00" in value:
+                self.scope_problems.append(
+                    _("“%(param)s” holds a character no name can have, so it was ignored.") % {"param": param}
+                )
+                value = ""
+            values[param] = value
+        return FleetScope(region=values["region"], project_id=values["project"])
 
     def get_context_data(self, **kwargs) -> dict:
         context = super().get_context_data(**kwargs)
@@ -116,7 +129,7 @@ class OverviewView(TemplateView):
         context.update(
             now=now,
             window=window,
-            param_errors=[problem] if problem else [],
+            param_errors=([problem] if problem else []) + self.scope_problems,
             windows=[(name, WINDOW_LABELS[name], name == window) for name in OVERVIEW_WINDOWS],
             scope=scope,
             # Appended to the window links, so a change of period keeps the scope.
