@@ -561,6 +561,7 @@ class AuditAction(models.TextChoices):
     EXPORT = "export", _("Export")
     PERMISSION_CHANGED = "permission_changed", _("Permissions changed")
     USER_CREATED = "user_created", _("User created")
+    RETENTION = "retention", _("Retention")
 
 
 class AuditEvent(models.Model):

@@ -25,12 +25,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from backups import audit
-from backups.models import BackupRecord, BackupStatusChange
+from backups.models import AuditAction, BackupRecord, BackupStatusChange
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
-AUDIT_ACTION = "retention"
+AUDIT_ACTION = AuditAction.RETENTION
 
 
 @dataclass(frozen=True)
