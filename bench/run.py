@@ -584,23 +584,36 @@ def export_probe() -> None:
         size += len(chunk)
     seconds = time.perf_counter() - started
     # A cell with a line break inside holds more than one; the API text here has none.
-    print(json.dumps({"status": response.status_code, "rows": lines - 1, "bytes": size, "seconds": seconds}))
+    result = {"status": response.status_code, "rows": lines - 1, "bytes": size, "seconds": seconds}
+    print(json.dumps({**result, "peak_rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS since it started (VmHWM).
+
+    Not getrusage(): on Linux a child's ru_maxrss keeps the high-water mark
+    of the memory it was forked with, so it reports the parent's size.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def bench_export() -> dict:
     bench_users()
-    process = subprocess.Popen(
+    process = subprocess.run(
         [sys.executable, __file__, "--export-probe"], cwd=ROOT, stdout=subprocess.PIPE, env=os.environ
     )
-    output = process.stdout.read()
-    # wait4() rather than wait(): it hands back this child's own peak RSS.
-    _pid, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         return {"error": f"the export probe exited with {process.returncode}"}
-    result = json.loads(output.decode().strip().splitlines()[-1])
+    result = json.loads(process.stdout.decode().strip().splitlines()[-1])
     result["per_second"] = result["rows"] / result["seconds"]
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # KiB on Linux
     return result
 
 
