@@ -682,6 +682,12 @@ def report(info: dict, sizes: Sizes, results: dict, seed_seconds: float | None) 
         f"≤ {QUERY_BUDGET} queries.",
         "",
     ]
+    measured = results.get("measured", {})
+    if len(set(measured.values())) > 1:
+        lines += [
+            "Parts measured in different runs: " + "; ".join(f"{k} {v}" for k, v in measured.items()),
+            "",
+        ]
     if "pages" in results:
         lines += ["| page | p50 ms | p95 ms | queries | result | note |", "|---|---:|---:|---:|---|---|"]
         for t in results["pages"]:
@@ -847,10 +853,16 @@ def main() -> None:
         if "pages" in parts:
             print("Timing pages...")
             results["pages"], results["admin"] = bench_pages(sizes)
+            results.setdefault("measured", {})["pages"] = (
+                f"{info['date']}, `{info['commit']}`, load {info['load']}"
+            )
             keep_results(info["vendor"], sizes, results)
         if "export" in parts:
             print("Exporting...")
             results["export"] = bench_export()
+            results.setdefault("measured", {})["export"] = (
+                f"{info['date']}, `{info['commit']}`, load {info['load']}"
+            )
             keep_results(info["vendor"], sizes, results)
         if "ingest" in parts or "sync" in parts:
             simulator = start_simulator(sizes.sync_instances, sizes.seed)
@@ -859,10 +871,16 @@ def main() -> None:
                     print("Ingesting...")
                     results["ingest"] = bench_ingest(sizes)
                     results["naive"] = bench_naive(sizes, simulator)
+                    results.setdefault("measured", {})["ingest"] = (
+                        f"{info['date']}, `{info['commit']}`, load {info['load']}"
+                    )
                     keep_results(info["vendor"], sizes, results)
                 if "sync" in parts:
                     print("Syncing...")
                     results["sync"] = bench_sync(sizes, simulator)
+                    results.setdefault("measured", {})["sync"] = (
+                        f"{info['date']}, `{info['commit']}`, load {info['load']}"
+                    )
                     keep_results(info["vendor"], sizes, results)
             finally:
                 simulator.stop()
