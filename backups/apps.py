@@ -1,23 +1,46 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_migrate, pre_migrate
+
+RECORDS = "backups_backuprecord"
 
 
-def ensure_summary_triggers(sender, using, **kwargs) -> None:
-    """Put back the summaries' triggers if a migration dropped them.
+def drop_sqlite_summary_triggers(sender, using, **kwargs) -> None:
+    """Take the summaries' triggers off SQLite while migrations run.
 
-    SQLite cannot alter most columns in place: Django rebuilds the table
-    under a new name, and the triggers of the old table go with it. The
-    records are copied unchanged, so the summaries are still right; only
-    the triggers need to be there again.
+    SQLite alters most columns by rebuilding the table under a new name, and
+    checks every trigger when it renames a table: a trigger that names a
+    table being rebuilt (the records, the instances, the hourly counts) would
+    make the migration fail. ``ensure_summary_triggers`` puts them back.
+    PostgreSQL alters tables in place, and keeps its triggers, so that a
+    migration run next to live workers misses none of their writes.
     """
     from django.db import connections
 
     from backups import summaries
 
     connection = connections[using]
+    if connection.vendor != "sqlite" or RECORDS not in connection.introspection.table_names():
+        return
+    if summaries.triggers_installed(connection):
+        summaries.drop_triggers(connection)
+
+
+def ensure_summary_triggers(sender, using, **kwargs) -> None:
+    """Put the summaries' triggers back after migrating, and the summaries with them.
+
+    Without triggers, a write made meanwhile was not summarised: the rebuild
+    recounts what is there (seconds for millions of records).
+    """
+    from django.db import connections
+
+    from backups import summaries
+
+    connection = connections[using]
+    # Migrated back past the summaries: nothing to keep.
     tables = connection.introspection.table_names()
-    if "backups_backuprecord" in tables and not summaries.triggers_installed(connection):
+    if {RECORDS, summaries.COUNTS} <= set(tables) and not summaries.triggers_installed(connection):
         summaries.install_triggers(connection)
+        summaries.rebuild_summaries(connection)
 
 
 class BackupsConfig(AppConfig):
@@ -25,4 +48,5 @@ class BackupsConfig(AppConfig):
     name = "backups"
 
     def ready(self) -> None:
+        pre_migrate.connect(drop_sqlite_summary_triggers, sender=self)
         post_migrate.connect(ensure_summary_triggers, sender=self)

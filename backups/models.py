@@ -79,9 +79,15 @@ class DcsInstance(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["project_id", "instance_id"], name="uniq_instance_per_project"),
         ]
+        # The fleet table's sorts (DcsInstanceTable): read off an index, a
+        # page's per-instance statistics are computed for its rows only.
         indexes = [
             models.Index(fields=["last_success_at", "id"], name="instance_last_success"),
             models.Index(fields=["last_backup_at", "id"], name="instance_last_backup"),
+            models.Index(fields=["name", "instance_id", "id"], name="instance_name"),
+            models.Index(fields=["region", "name", "instance_id"], name="instance_region"),
+            models.Index(fields=["engine", "engine_version", "name"], name="instance_engine"),
+            models.Index(fields=["status", "name", "instance_id"], name="instance_status"),
         ]
 
     def __str__(self) -> str:

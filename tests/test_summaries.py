@@ -208,14 +208,19 @@ def test_it_summarises_a_bulk_upsert_in_one_pass_on_postgresql():
     assert_summaries_exact(instance)
 
 
-def test_it_puts_back_triggers_a_migration_dropped():
-    # SQLite rebuilds a table to alter it, and the old table's triggers go with it.
-    from backups.apps import ensure_summary_triggers
+def test_it_takes_the_triggers_off_sqlite_while_migrating_and_puts_them_back():
+    # SQLite rebuilds a table to alter it, and a trigger naming that table fails the rename.
+    from backups.apps import drop_sqlite_summary_triggers, ensure_summary_triggers
 
-    summaries.drop_triggers()
-    assert not summaries.triggers_installed()
+    instance = make_instance()
+    drop_sqlite_summary_triggers(sender=None, using="default")
+    assert summaries.triggers_installed() == (connection.vendor == "postgresql")
+    make_record(instance, status="failed")  # written while a migration runs
+
     ensure_summary_triggers(sender=None, using="default")
+
     assert summaries.triggers_installed()
+    assert_summaries_exact(instance)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
