@@ -50,6 +50,9 @@ _PG_HOUR = (
 )
 
 # Recompute the summary columns of the instances in {affected} (a query of ids).
+# Each value is the first row of a walk down the (instance, created_at) index,
+# never max() with a status filter, which would read every record of the
+# instance (SQLite's max() shortcut does not apply with a filter).
 # IS DISTINCT FROM: an instance whose summary did not change is not written.
 _PG_INSTANCES = f"""
     UPDATE {INSTANCES} AS i
@@ -60,8 +63,9 @@ _PG_INSTANCES = f"""
         SELECT a.instance_id,
                newest.created_at AS last_backup_at,
                coalesce(newest.status, '') AS last_backup_status,
-               (SELECT max(r.created_at) FROM {RECORDS} r
-                 WHERE r.instance_id = a.instance_id AND r.status = '{SUCCEEDED}') AS last_success_at
+               (SELECT r.created_at FROM {RECORDS} r
+                 WHERE r.instance_id = a.instance_id AND r.status = '{SUCCEEDED}' AND r.created_at IS NOT NULL
+                 ORDER BY r.created_at DESC, r.id DESC LIMIT 1) AS last_success_at
           FROM ({{affected}}) AS a
           LEFT JOIN LATERAL (
             SELECT r.created_at, r.status FROM {RECORDS} r
@@ -165,8 +169,10 @@ _SQLITE_INSTANCE = f"""
         last_backup_status = coalesce((SELECT status FROM {RECORDS}
                            WHERE instance_id = {{row}}.instance_id AND created_at IS NOT NULL
                            ORDER BY created_at DESC, id DESC LIMIT 1), ''),
-        last_success_at = (SELECT max(created_at) FROM {RECORDS}
-                            WHERE instance_id = {{row}}.instance_id AND status = '{SUCCEEDED}')
+        last_success_at = (SELECT created_at FROM {RECORDS}
+                            WHERE instance_id = {{row}}.instance_id AND status = '{SUCCEEDED}'
+                              AND created_at IS NOT NULL
+                            ORDER BY created_at DESC, id DESC LIMIT 1)
      WHERE id = {{row}}.instance_id;
 """
 
@@ -271,8 +277,10 @@ _SQLITE_REBUILD_INSTANCES = f"""
         last_backup_status = coalesce((SELECT status FROM {RECORDS} r
                            WHERE r.instance_id = {INSTANCES}.id AND r.created_at IS NOT NULL
                            ORDER BY r.created_at DESC, r.id DESC LIMIT 1), ''),
-        last_success_at = (SELECT max(created_at) FROM {RECORDS} r
-                            WHERE r.instance_id = {INSTANCES}.id AND r.status = '{SUCCEEDED}')
+        last_success_at = (SELECT created_at FROM {RECORDS} r
+                            WHERE r.instance_id = {INSTANCES}.id AND r.status = '{SUCCEEDED}'
+                              AND r.created_at IS NOT NULL
+                            ORDER BY r.created_at DESC, r.id DESC LIMIT 1)
 """
 
 
