@@ -809,7 +809,8 @@ def main() -> None:
     parser.add_argument(
         "--only",
         default="pages,export,ingest,sync",
-        help="comma-separated parts to run: pages, export, ingest, sync (default all); seed: none",
+        help="comma-separated parts to run: pages, export, ingest, sync (default all); seed: none; "
+        "report: none, the report again from the numbers kept (with --reuse)",
     )
     parser.add_argument("--output", default=str(ROOT / "bench" / "RESULTS.md"), help="the results file")
     parser.add_argument("--export-probe", action="store_true", help=argparse.SUPPRESS)
@@ -844,7 +845,7 @@ def main() -> None:
         )
         seed_seconds = time.perf_counter() - started
     if not parts - {"seed"}:
-        return
+        return  # "report" alone writes the kept numbers again, measuring nothing
     # What each part measured is kept as it comes, so a part that fails, or
     # a later run of some parts (--reuse --only ...), keeps the others' numbers.
     saved = saved_results(info["vendor"], sizes) if args.reuse else {}
