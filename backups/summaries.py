@@ -81,15 +81,27 @@ _PG_INSTANCES = f"""
 
 # Add {deltas} (rows of hour, status, instance_id, n) to the hourly counts, in
 # key order so that two transactions lock the rows they share in one order.
-_PG_COUNTS = f"""
+# Only additions create rows: a subtraction from a row that is not there
+# (the counts were emptied while records stayed, as a test's flush does)
+# leaves nothing behind rather than a negative count.
+_PG_ADD = f"""
     INSERT INTO {COUNTS} (hour, status, region, project_id, records)
     SELECT d.hour, d.status, i.region, i.project_id, sum(d.n)
       FROM ({{deltas}}) AS d JOIN {INSTANCES} i ON i.id = d.instance_id
      GROUP BY 1, 2, 3, 4
-    HAVING sum(d.n) <> 0
+    HAVING sum(d.n) > 0
      ORDER BY 1, 2, 3, 4
     ON CONFLICT (hour, status, region, project_id)
     DO UPDATE SET records = {COUNTS}.records + excluded.records;
+"""
+_PG_SUBTRACT = f"""
+    UPDATE {COUNTS} AS c SET records = c.records + s.n
+      FROM (SELECT d.hour AS hour, d.status AS status, i.region AS region,
+                   i.project_id AS project_id, sum(d.n) AS n
+              FROM ({{deltas}}) AS d JOIN {INSTANCES} i ON i.id = d.instance_id
+             GROUP BY 1, 2, 3, 4
+            HAVING sum(d.n) < 0) AS s
+     WHERE c.hour = s.hour AND c.status = s.status AND c.region = s.region AND c.project_id = s.project_id;
 """
 
 _PG_ROWS = "SELECT {hour} AS hour, {t}.status, {t}.instance_id, {sign} AS n FROM {table} {t}"
@@ -119,7 +131,7 @@ def _pg_statements() -> list[str]:
     inserted = _pg_function(
         "inserted",
         _PG_INSTANCES.format(affected="SELECT DISTINCT instance_id FROM new_rows")
-        + _PG_COUNTS.format(deltas=_pg_rows("new_rows", 1)),
+        + _PG_ADD.format(deltas=_pg_rows("new_rows", 1)),
     )
     updated = _pg_function(
         "updated",
@@ -128,14 +140,17 @@ def _pg_statements() -> list[str]:
                 f"SELECT instance_id FROM old_rows r{moved} UNION SELECT instance_id FROM new_rows r{moved}"
             )
         )
-        + _PG_COUNTS.format(
-            deltas=f"{_pg_rows('old_rows', -1, moved)} UNION ALL {_pg_rows('new_rows', 1, moved)}"
+        + "".join(
+            statement.format(
+                deltas=f"{_pg_rows('old_rows', -1, moved)} UNION ALL {_pg_rows('new_rows', 1, moved)}"
+            )
+            for statement in (_PG_SUBTRACT, _PG_ADD)
         ),
     )
     deleted = _pg_function(
         "deleted",
         _PG_INSTANCES.format(affected="SELECT DISTINCT instance_id FROM old_rows")
-        + _PG_COUNTS.format(deltas=_pg_rows("old_rows", -1)),
+        + _PG_SUBTRACT.format(deltas=_pg_rows("old_rows", -1)),
     )
     triggers = [
         ("inserted", "INSERT", "NEW TABLE AS new_rows"),
@@ -186,8 +201,17 @@ _SQLITE_COUNT = f"""
 """
 
 
+# A subtraction only updates a row that is there (see _PG_ADD).
+_SQLITE_UNCOUNT = f"""
+    UPDATE {COUNTS} SET records = records - 1
+     WHERE hour = {{hour}} AND status = {{row}}.status
+       AND (region, project_id) = (SELECT region, project_id FROM {INSTANCES} WHERE id = {{row}}.instance_id);
+"""
+
+
 def _sqlite_apply(row: str, sign: int) -> str:
-    return _SQLITE_INSTANCE.format(row=row) + _SQLITE_COUNT.format(
+    counting = _SQLITE_COUNT if sign > 0 else _SQLITE_UNCOUNT
+    return _SQLITE_INSTANCE.format(row=row) + counting.format(
         hour=_SQLITE_HOUR.format(row=row), row=row, sign=sign
     )
 

@@ -244,3 +244,14 @@ def test_it_counts_a_window_exactly_from_the_hours_and_the_edges(minutes, since,
     expected = Counter(BackupRecord.objects.filter(created_at__gte=start).values_list("status", flat=True))
     assert counts.total == sum(expected.values())
     assert {status: n for status, n in counts.by_status.items() if n} == dict(expected)
+
+
+def test_it_never_counts_below_zero_when_the_counts_were_emptied_under_it():
+    # A test database's flush empties the counts before the records.
+    instance = make_instance()
+    make_record(instance, status="failed")
+    BackupHourlyCount.objects.all().delete()
+
+    BackupRecord.objects.all().delete()
+
+    assert not BackupHourlyCount.objects.filter(records__lt=0).exists()

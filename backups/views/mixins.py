@@ -77,7 +77,9 @@ class CountedPaginator(Paginator):
 
     def __init__(self, object_list, per_page, *, count: int, exact: bool, count_all=None, **kwargs):
         super().__init__(object_list, per_page, **kwargs)
-        self.count = count  # replaces Paginator's cached COUNT query
+        # Replaces Paginator's cached COUNT query. A count from a summary or
+        # a cache is never trusted below zero: Paginator would slice with it.
+        self.count = max(0, count)
         self.count_is_exact = exact
         self._count_all = count_all or (lambda: len(object_list))
         self.fallback = ""
