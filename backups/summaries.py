@@ -176,26 +176,28 @@ def _pg_drop() -> list[str]:
 # Django stores SQLite times as text, "YYYY-MM-DD HH:MM:SS[.ffffff]" in UTC.
 _SQLITE_HOUR = "coalesce(strftime('%Y-%m-%d %H:00:00', {row}.created_at), '0001-01-01 00:00:00')"
 
+# The summary columns of the instance {instance} (an SQL expression for its
+# id): one template for the row triggers and for the rebuild of every instance.
 _SQLITE_INSTANCE = f"""
     UPDATE {INSTANCES} SET
-        last_backup_at = (SELECT created_at FROM {RECORDS}
-                           WHERE instance_id = {{row}}.instance_id AND created_at IS NOT NULL
-                           ORDER BY created_at DESC, id DESC LIMIT 1),
-        last_backup_status = coalesce((SELECT status FROM {RECORDS}
-                           WHERE instance_id = {{row}}.instance_id AND created_at IS NOT NULL
-                           ORDER BY created_at DESC, id DESC LIMIT 1), ''),
-        last_success_at = (SELECT created_at FROM {RECORDS}
-                            WHERE instance_id = {{row}}.instance_id AND status = '{SUCCEEDED}'
-                              AND created_at IS NOT NULL
-                            ORDER BY created_at DESC, id DESC LIMIT 1)
-     WHERE id = {{row}}.instance_id;
+        last_backup_at = (SELECT created_at FROM {RECORDS} r
+                           WHERE r.instance_id = {{instance}} AND r.created_at IS NOT NULL
+                           ORDER BY r.created_at DESC, r.id DESC LIMIT 1),
+        last_backup_status = coalesce((SELECT status FROM {RECORDS} r
+                           WHERE r.instance_id = {{instance}} AND r.created_at IS NOT NULL
+                           ORDER BY r.created_at DESC, r.id DESC LIMIT 1), ''),
+        last_success_at = (SELECT created_at FROM {RECORDS} r
+                            WHERE r.instance_id = {{instance}} AND r.status = '{SUCCEEDED}'
+                              AND r.created_at IS NOT NULL
+                            ORDER BY r.created_at DESC, r.id DESC LIMIT 1)
+    {{where}};
 """
 
 # "WHERE true" is not decoration: without a WHERE, SQLite reads ON CONFLICT as
 # part of the SELECT's join.
 _SQLITE_COUNT = f"""
     INSERT INTO {COUNTS} (hour, status, region, project_id, records)
-    SELECT {{hour}}, {{row}}.status, region, project_id, {{sign}} FROM {INSTANCES}
+    SELECT {{hour}}, {{row}}.status, region, project_id, 1 FROM {INSTANCES}
      WHERE id = {{row}}.instance_id AND true
     ON CONFLICT (hour, status, region, project_id) DO UPDATE SET records = records + excluded.records;
 """
@@ -211,8 +213,9 @@ _SQLITE_UNCOUNT = f"""
 
 def _sqlite_apply(row: str, sign: int) -> str:
     counting = _SQLITE_COUNT if sign > 0 else _SQLITE_UNCOUNT
-    return _SQLITE_INSTANCE.format(row=row) + counting.format(
-        hour=_SQLITE_HOUR.format(row=row), row=row, sign=sign
+    instance = f"{row}.instance_id"
+    return _SQLITE_INSTANCE.format(instance=instance, where=f"WHERE id = {instance}") + counting.format(
+        hour=_SQLITE_HOUR.format(row=row), row=row
     )
 
 
@@ -293,19 +296,7 @@ _SQLITE_REBUILD_COUNTS = f"""
       FROM {RECORDS} r JOIN {INSTANCES} i ON i.id = r.instance_id
      GROUP BY 1, 2, 3, 4
 """
-_SQLITE_REBUILD_INSTANCES = f"""
-    UPDATE {INSTANCES} SET
-        last_backup_at = (SELECT created_at FROM {RECORDS} r
-                           WHERE r.instance_id = {INSTANCES}.id AND r.created_at IS NOT NULL
-                           ORDER BY r.created_at DESC, r.id DESC LIMIT 1),
-        last_backup_status = coalesce((SELECT status FROM {RECORDS} r
-                           WHERE r.instance_id = {INSTANCES}.id AND r.created_at IS NOT NULL
-                           ORDER BY r.created_at DESC, r.id DESC LIMIT 1), ''),
-        last_success_at = (SELECT created_at FROM {RECORDS} r
-                            WHERE r.instance_id = {INSTANCES}.id AND r.status = '{SUCCEEDED}'
-                              AND r.created_at IS NOT NULL
-                            ORDER BY r.created_at DESC, r.id DESC LIMIT 1)
-"""
+_SQLITE_REBUILD_INSTANCES = _SQLITE_INSTANCE.format(instance=f"{INSTANCES}.id", where="")
 
 
 def rebuild_summaries(conn=None) -> None:
