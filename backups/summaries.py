@@ -104,53 +104,70 @@ _PG_SUBTRACT = f"""
      WHERE c.hour = s.hour AND c.status = s.status AND c.region = s.region AND c.project_id = s.project_id;
 """
 
-_PG_ROWS = "SELECT {hour} AS hour, {t}.status, {t}.instance_id, {sign} AS n FROM {table} {t}"
+_PG_ROWS = "SELECT {hour} AS hour, {t}.status, {t}.instance_id, {sign} AS n FROM {source}"
 # An update matters to the summaries only when it moved a record's status,
-# time or instance; the sync's last_seen refreshes do not.
+# time or instance; the sync's last_seen refreshes do not. PostgreSQL allows
+# no column list on a trigger with transition tables, so the function finds
+# the moved rows itself, by one join of the old and new rows on the key.
 _PG_MOVED = (
-    "SELECT o.id FROM old_rows o JOIN new_rows n ON n.id = o.id "
+    "old_rows o JOIN new_rows n ON n.id = o.id "
     "WHERE o.status IS DISTINCT FROM n.status OR o.created_at IS DISTINCT FROM n.created_at "
     "OR o.instance_id IS DISTINCT FROM n.instance_id"
 )
 
 
-def _pg_rows(table: str, sign: int, where: str = "") -> str:
-    t = "r"
-    return _PG_ROWS.format(hour=_PG_HOUR.format(t=t), t=t, sign=sign, table=table) + where
+def _pg_rows(source: str, t: str, sign: int) -> str:
+    return _PG_ROWS.format(hour=_PG_HOUR.format(t=t), t=t, sign=sign, source=source)
 
 
-def _pg_function(name: str, body: str) -> str:
+def _pg_function(name: str, statements: list[str], only_if: str = "") -> str:
+    """A trigger function that runs each statement through EXECUTE.
+
+    EXECUTE plans a statement afresh on each call, with the transition
+    tables' real row counts. A statement of the function itself would be
+    planned once and cached, with the counts of the first call: a plan made
+    for one row (nested loops over the transition tables) then ran a sync's
+    update of a few thousand rows in cubic time.
+
+    ``only_if``: a query; when it returns no row, the function does nothing.
+    """
+    body = "".join(f"EXECUTE $sql${statement.strip().rstrip(';')}$sql$;\n" for statement in statements)
+    guard = ""
+    if only_if:
+        guard = f"EXECUTE $sql$SELECT NOT EXISTS ({only_if})$sql$ INTO idle;\n"
+        guard += "IF idle THEN RETURN NULL; END IF;\n"
     return (
         f"CREATE OR REPLACE FUNCTION {TRIGGER_PREFIX}{name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-        f"BEGIN\n{body}\nRETURN NULL;\nEND;\n$$;"
+        f"DECLARE idle boolean;\nBEGIN\n{guard}{body}RETURN NULL;\nEND;\n$$;"
     )
 
 
 def _pg_statements() -> list[str]:
-    moved = f" WHERE r.id IN ({_PG_MOVED})"
     inserted = _pg_function(
         "inserted",
-        _PG_INSTANCES.format(affected="SELECT DISTINCT instance_id FROM new_rows")
-        + _PG_ADD.format(deltas=_pg_rows("new_rows", 1)),
+        [
+            _PG_INSTANCES.format(affected="SELECT DISTINCT instance_id FROM new_rows"),
+            _PG_ADD.format(deltas=_pg_rows("new_rows r", "r", 1)),
+        ],
     )
+    deltas = f"{_pg_rows(_PG_MOVED, 'o', -1)} UNION ALL {_pg_rows(_PG_MOVED, 'n', 1)}"
     updated = _pg_function(
         "updated",
-        _PG_INSTANCES.format(
-            affected=(
-                f"SELECT instance_id FROM old_rows r{moved} UNION SELECT instance_id FROM new_rows r{moved}"
-            )
-        )
-        + "".join(
-            statement.format(
-                deltas=f"{_pg_rows('old_rows', -1, moved)} UNION ALL {_pg_rows('new_rows', 1, moved)}"
-            )
-            for statement in (_PG_SUBTRACT, _PG_ADD)
-        ),
+        [
+            _PG_INSTANCES.format(
+                affected=f"SELECT o.instance_id FROM {_PG_MOVED} UNION SELECT n.instance_id FROM {_PG_MOVED}"
+            ),
+            _PG_SUBTRACT.format(deltas=deltas),
+            _PG_ADD.format(deltas=deltas),
+        ],
+        only_if=f"SELECT 1 FROM {_PG_MOVED}",
     )
     deleted = _pg_function(
         "deleted",
-        _PG_INSTANCES.format(affected="SELECT DISTINCT instance_id FROM old_rows")
-        + _PG_SUBTRACT.format(deltas=_pg_rows("old_rows", -1)),
+        [
+            _PG_INSTANCES.format(affected="SELECT DISTINCT instance_id FROM old_rows"),
+            _PG_SUBTRACT.format(deltas=_pg_rows("old_rows r", "r", -1)),
+        ],
     )
     triggers = [
         ("inserted", "INSERT", "NEW TABLE AS new_rows"),

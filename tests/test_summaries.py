@@ -208,6 +208,49 @@ def test_it_summarises_a_bulk_upsert_in_one_pass_on_postgresql():
     assert_summaries_exact(instance)
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="statement triggers are PostgreSQL's")
+def test_its_triggers_plan_each_call_for_the_rows_it_has_on_postgresql():
+    """A plan cached from a one-row call ran a 3,000-row last_seen refresh in cubic time.
+
+    auto_explain shows the plans of the statements the trigger runs: after
+    many one-row updates, an update of 2,000 rows is planned for 2,000 rows,
+    and the old and new rows are joined by hash, not by a nested loop.
+    """
+    instance = make_instance()
+    records = BackupRecord.objects.bulk_create(
+        BackupRecord(
+            instance=instance,
+            backup_id=f"plan-{n}",
+            status="succeed",
+            created_at=T0 + timedelta(minutes=n),
+            first_seen=T0,
+            last_seen=T0,
+        )
+        for n in range(2000)
+    )
+    for record in records[:8]:  # enough calls for PL/pgSQL to switch to a cached plan
+        BackupRecord.objects.filter(pk=record.pk).update(status="failed")
+    plans: list[str] = []
+    raw = connection.connection
+    raw.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+    with connection.cursor() as cursor:
+        cursor.execute("LOAD 'auto_explain'")
+        for setting, value in (
+            ("log_min_duration", "0"),
+            ("log_nested_statements", "on"),
+            ("log_level", "notice"),
+        ):
+            cursor.execute(f"SET LOCAL auto_explain.{setting} = {value}")
+        cursor.execute("SET LOCAL client_min_messages = notice")
+        BackupRecord.objects.filter(instance=instance).update(last_seen=T0 + timedelta(days=1))
+        BackupRecord.objects.filter(instance=instance).update(status="succeed")
+    scans = [line for plan in plans for line in plan.splitlines() if "Named Tuplestore Scan" in line]
+    assert scans, plans
+    assert all("rows=2000 " in line for line in scans), scans
+    assert any("Hash Join" in plan for plan in plans)
+    assert_summaries_exact(instance)
+
+
 def test_it_takes_the_triggers_off_sqlite_while_migrating_and_puts_them_back():
     # SQLite rebuilds a table to alter it, and a trigger naming that table fails the rename.
     from backups.apps import drop_sqlite_summary_triggers, ensure_summary_triggers
