@@ -198,3 +198,20 @@ def describe_api_error_code(code: str | None) -> str:
     key = _NUMERIC_API_CODES.get(key, key)
     meaning = API_ERROR_CODES.get(key)
     return str(meaning) if meaning else describe_error_code(code)
+
+
+class RestoreStatus(ColoredChoices):
+    """Status of a restore (ListRestoreRecords)."""
+
+    WAITING = "waiting", _("Waiting")
+    RESTORING = "restoring", _("Restoring")
+    SUCCEED = "succeed", _("Succeeded")
+    FAILED = "failed", _("Failed")
+
+    @classmethod
+    def _colors(cls) -> dict[str, str]:
+        return {cls.WAITING: "blue", cls.RESTORING: "cyan", cls.SUCCEED: "green", cls.FAILED: "red"}
+
+    @classmethod
+    def active(cls) -> tuple[str, ...]:
+        return (cls.WAITING.value, cls.RESTORING.value)

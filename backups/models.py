@@ -15,15 +15,16 @@ at most one full-sync interval old.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q, Value
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from backups.choices import BackupFormat, BackupStatus, BackupType, SyncOutcome
+from backups.choices import BackupFormat, BackupStatus, BackupType, RestoreStatus, SyncOutcome
 
 
 class DcsInstanceQuerySet(models.QuerySet):
@@ -69,6 +70,12 @@ class DcsInstance(models.Model):
         _("last backup status"), max_length=32, blank=True, default="", editable=False
     )
     last_success_at = models.DateTimeField(_("last success"), null=True, blank=True, editable=False)
+    # The RPO that applies (backups.rpo): the maximum age of the last success,
+    # from the most specific RpoPolicy, else DASHBOARD_RPO_HOURS. Kept here,
+    # recomputed when a policy or the instance's region or tags change, so the
+    # fleet can be filtered and ranked by how far over it each instance is.
+    rpo = models.DurationField(_("RPO"), null=True, blank=True, editable=False)
+    rpo_source = models.CharField(_("RPO from"), max_length=255, blank=True, editable=False)
 
     objects = DcsInstanceQuerySet.as_manager()
 
@@ -156,6 +163,13 @@ class BackupRecord(models.Model):
     last_seen = models.DateTimeField(_("last seen"))
     gone_at = models.DateTimeField(_("gone since"), null=True, blank=True)
     raw = models.JSONField(_("raw JSON as last received"), default=dict)
+    # Anomalies (backups.anomalies): the size and the duration of a succeeded
+    # backup against the median of the instance's recent succeeded backups,
+    # as a ratio (0.55: 45 % smaller), and the flags they raised ("size",
+    # "duration", or both, comma-separated; empty: nothing unusual).
+    size_ratio = models.FloatField(_("size vs median"), null=True, blank=True, editable=False)
+    duration_ratio = models.FloatField(_("duration vs median"), null=True, blank=True, editable=False)
+    anomaly = models.CharField(_("anomaly"), max_length=32, blank=True, default="", editable=False)
     # The sort keys of size and finished, computed by the database: an
     # unknown size or end (a backup still running) sorts below every known
     # one, and a key that is never null needs no NULLS FIRST/LAST, which
@@ -193,6 +207,8 @@ class BackupRecord(models.Model):
             models.Index(fields=["status", "id"], name="backup_status_id"),
             models.Index(fields=["size_key", "id"], name="backup_size_key"),
             models.Index(fields=["finished_key", "id"], name="backup_finished_key"),
+            # The anomaly filter: few rows are flagged, so only they are indexed.
+            models.Index(fields=["-created_at", "-id"], name="backup_anomalous", condition=~Q(anomaly="")),
         ]
 
     def __str__(self) -> str:
@@ -267,6 +283,229 @@ SKIPPED = "skipped"
 RUN_OUTCOMES = [*SyncOutcome.choices]
 if SKIPPED not in SyncOutcome.values:
     RUN_OUTCOMES.append((SKIPPED, _("Skipped")))
+
+
+class RestoreRecord(models.Model):
+    """A restore of an instance from one of its backups (ListRestoreRecords).
+
+    Kept for good like the backups: a restore the API stops listing is
+    marked ``gone_at``. ``backup_id`` is the backup it restored from, as the
+    API gives it; the backup may be unknown to us or long gone.
+    """
+
+    instance = models.ForeignKey(DcsInstance, on_delete=models.CASCADE, related_name="restores")
+    restore_id = models.CharField(_("restore id"), max_length=64)
+    restore_name = models.CharField(_("restore name"), max_length=255, blank=True)
+    backup_id = models.CharField(_("backup id"), max_length=64, blank=True)
+    backup_name = models.CharField(_("backup name"), max_length=255, blank=True)
+    status = models.CharField(_("status"), max_length=32, blank=True, choices=RestoreStatus.choices)
+    progress = models.DecimalField(_("progress (%)"), max_digits=5, decimal_places=2, null=True, blank=True)
+    error_code = models.CharField(_("error code"), max_length=64, blank=True)
+    restore_remark = models.TextField(_("restore remark"), blank=True)
+    backup_remark = models.TextField(_("backup remark"), blank=True)
+    created_at = models.DateTimeField(_("created"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    first_seen = models.DateTimeField(_("first seen"))
+    last_seen = models.DateTimeField(_("last seen"))
+    gone_at = models.DateTimeField(_("gone since"), null=True, blank=True)
+    raw = models.JSONField(_("raw JSON as last received"), default=dict)
+
+    class Meta:
+        verbose_name = _("restore record")
+        verbose_name_plural = _("restore records")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "restore_id"], name="uniq_restore_per_instance"),
+        ]
+        indexes = [
+            models.Index(fields=["instance", "-created_at", "-id"], name="restore_instance_created"),
+            models.Index(fields=["-created_at", "-id"], name="restore_created"),
+        ]
+
+    def __str__(self) -> str:
+        return self.restore_name or self.restore_id
+
+
+class RestoreStatusChange(models.Model):
+    """A change of a restore's status or progress, as one of our syncs saw it."""
+
+    restore = models.ForeignKey(RestoreRecord, on_delete=models.CASCADE, related_name="status_changes")
+    observed_at = models.DateTimeField(_("observed"))
+    status = models.CharField(_("status"), max_length=32, blank=True, choices=RestoreStatus.choices)
+    progress = models.DecimalField(_("progress (%)"), max_digits=5, decimal_places=2, null=True, blank=True)
+
+    class Meta:
+        ordering = ["restore", "observed_at", "id"]
+        indexes = [models.Index(fields=["restore", "observed_at"], name="restore_change_restore")]
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.progress}% @ {self.observed_at:%Y-%m-%d %H:%M:%S}Z"
+
+
+class RpoPolicy(models.Model):
+    """A maximum age for the last successful backup, for a region, a tag or an instance.
+
+    The most specific policy wins: instance, then tag, then region; with
+    none, DASHBOARD_RPO_HOURS. Single-node instances have no backups and are
+    exempt whatever applies. See backups.rpo.
+    """
+
+    class Scope(models.TextChoices):
+        REGION = "region", _("Region")
+        TAG = "tag", _("Tag")
+        INSTANCE = "instance", _("Instance")
+
+    scope = models.CharField(_("applies to"), max_length=16, choices=Scope.choices)
+    region = models.CharField(_("region"), max_length=64, blank=True)
+    tag_key = models.CharField(_("tag key"), max_length=128, blank=True)
+    tag_value = models.CharField(_("tag value"), max_length=255, blank=True)
+    instance = models.ForeignKey(
+        DcsInstance, null=True, blank=True, on_delete=models.CASCADE, related_name="rpo_policies"
+    )
+    max_age = models.DurationField(_("maximum age of the last success"))
+    reason = models.CharField(_("reason"), max_length=255, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("changed"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("RPO policy")
+        verbose_name_plural = _("RPO policies")
+        ordering = ["scope", "region", "tag_key", "tag_value", "instance_id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(max_age__gt=timedelta(0)), name="rpo_positive"),
+            models.UniqueConstraint(fields=["region"], condition=Q(scope="region"), name="uniq_rpo_region"),
+            models.UniqueConstraint(
+                fields=["tag_key", "tag_value"], condition=Q(scope="tag"), name="uniq_rpo_tag"
+            ),
+            models.UniqueConstraint(
+                fields=["instance"], condition=Q(scope="instance"), name="uniq_rpo_instance"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        if self.scope == self.Scope.REGION:
+            target = self.region
+        elif self.scope == self.Scope.TAG:
+            target = f"{self.tag_key}={self.tag_value}"
+        else:
+            target = str(self.instance) if self.instance_id else "?"
+        return f"{self.get_scope_display()} {target}: {self.max_age}"
+
+
+class Note(models.Model):
+    """An Operator's note on an instance or on one of its backups, with an incident reference.
+
+    ``instance`` is set for a backup's note too (the backup's instance), so
+    an instance's page and the ``?incident=`` filters find every note of it
+    in one query. ``author_name`` keeps who wrote it after the user is gone.
+    """
+
+    instance = models.ForeignKey(DcsInstance, on_delete=models.CASCADE, related_name="notes")
+    record = models.ForeignKey(
+        BackupRecord, null=True, blank=True, on_delete=models.CASCADE, related_name="notes"
+    )
+    text = models.TextField(_("note"), blank=True)
+    incident = models.CharField(_("incident"), max_length=64, blank=True, db_index=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    author_name = models.CharField(_("author"), max_length=150, blank=True)
+    created_at = models.DateTimeField(_("written"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("note")
+        verbose_name_plural = _("notes")
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["instance", "-created_at"], name="note_instance_created")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(text="") | ~Q(incident=""), name="note_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.incident or '-'}: {self.text[:40]}"
+
+
+class AlertKind(models.TextChoices):
+    RPO = "rpo", _("Over its RPO")
+    BACKUP_FAILED = "backup_failed", _("Backup failed")
+
+
+class Alert(models.Model):
+    """One problem, from when it was noticed to when it recovered (backups.alerts).
+
+    ``key`` de-duplicates: while an alert with a key is open, the same
+    problem seen again is the same alert, notified once. ``resolved_at`` set:
+    it recovered, and the recovery was notified.
+    """
+
+    kind = models.CharField(_("kind"), max_length=32, choices=AlertKind.choices)
+    key = models.CharField(_("key"), max_length=255)
+    instance = models.ForeignKey(DcsInstance, on_delete=models.CASCADE, related_name="alerts")
+    record = models.ForeignKey(
+        BackupRecord, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts"
+    )
+    summary = models.CharField(_("summary"), max_length=500)
+    detail = models.JSONField(_("detail"), default=dict, blank=True)
+    opened_at = models.DateTimeField(_("opened"))
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("alert")
+        verbose_name_plural = _("alerts")
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["key"], condition=Q(resolved_at=None), name="uniq_open_alert"),
+        ]
+        indexes = [
+            models.Index(fields=["-opened_at", "-id"], name="alert_opened"),
+            models.Index(fields=["instance", "-opened_at"], name="alert_instance"),
+        ]
+
+    def __str__(self) -> str:
+        return self.summary
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+
+class AlertDelivery(models.Model):
+    """One notification sent (or tried) on one channel: an alert opening, its recovery, or a digest.
+
+    ``target`` is what may be shown: an address, or a webhook's scheme and
+    host, never its path or query (a chat webhook's URL is its secret).
+    """
+
+    class Event(models.TextChoices):
+        OPENED = "opened", _("Opened")
+        RESOLVED = "resolved", _("Recovered")
+        DIGEST = "digest", _("Daily digest")
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", _("Email")
+        WEBHOOK = "webhook", _("Webhook")
+
+    alert = models.ForeignKey(
+        Alert, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    event = models.CharField(_("event"), max_length=16, choices=Event.choices)
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
+    target = models.CharField(_("to"), max_length=255, blank=True)
+    sent_at = models.DateTimeField(_("sent"))
+    ok = models.BooleanField(_("delivered"), default=False)
+    error = models.TextField(_("error"), blank=True)
+
+    class Meta:
+        verbose_name = _("alert delivery")
+        verbose_name_plural = _("alert deliveries")
+        ordering = ["-sent_at", "-id"]
+        indexes = [models.Index(fields=["-sent_at", "-id"], name="alert_delivery_sent")]
+
+    def __str__(self) -> str:
+        return f"{self.event} via {self.channel} @ {self.sent_at:%Y-%m-%d %H:%M:%S}Z"
 
 
 class SyncKind(models.TextChoices):
@@ -553,9 +792,6 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.hostname
-
-
-from django.utils import timezone  # noqa: E402  (the audit log's part of this module)
 
 
 class AuditAction(models.TextChoices):
