@@ -5,7 +5,8 @@ The data migration ``0005_roles`` creates the groups with these permissions;
 ``app_label.codename``; ``*`` matches any codename of the app.
 
 - **Viewer** (support staff) reads every page and export.
-- **Operator** (DBAs) may also start a sync ("Sync now").
+- **Operator** (DBAs) may also start a sync ("Sync now"), write notes with
+  incident references, and set RPO policies.
 - **Admin** runs the Django admin: users, groups, the audit log, lockouts.
   ``createuser --role admin`` also sets ``is_staff``, never ``is_superuser``.
 """
@@ -26,6 +27,8 @@ ROLES = {"viewer": VIEWER, "operator": OPERATOR, "admin": ADMIN}
 VIEW_PERMISSION = "backups.view_backuprecord"
 SYNC_PERMISSION = "backups.trigger_sync"
 AUDIT_PERMISSION = "backups.view_auditevent"
+NOTE_PERMISSION = "backups.add_note"
+RPO_PERMISSION = "backups.change_rpopolicy"
 
 # The models whose pages a Viewer reads. Not the audit log: it says who
 # signed in from where, which is for admins.
@@ -38,9 +41,22 @@ _READ_MODELS = (
     "syncerror",
     "synclease",
     "workerheartbeat",
+    "restorerecord",
+    "restorestatuschange",
+    "rpopolicy",
+    "note",
+    "alert",
+    "alertdelivery",
 )
 _VIEWER = tuple(f"backups.view_{model}" for model in _READ_MODELS)
-_OPERATOR = (*_VIEWER, SYNC_PERMISSION)
+_OPERATOR = (
+    *_VIEWER,
+    SYNC_PERMISSION,
+    NOTE_PERMISSION,
+    "backups.add_rpopolicy",
+    RPO_PERMISSION,
+    "backups.delete_rpopolicy",
+)
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     VIEWER: _VIEWER,
     OPERATOR: _OPERATOR,
