@@ -190,3 +190,32 @@ class AuditEventAdmin(ReadOnlyAdmin):
     search_fields = ("username", "ip", "path")
     raw_id_fields = ("user",)
     date_hierarchy = "at"
+
+
+# --- Alerts (backups.alerts): opened and resolved by the evaluation, shown on /alerts/ too.
+from backups.models import Alert, AlertDelivery  # noqa: E402 - kept with its section
+
+
+class AlertDeliveryInline(admin.TabularInline):
+    model = AlertDelivery
+    fields = ("sent_at", "event", "channel", "target", "ok", "error")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    list_display = ("opened_at", "kind", "instance", "summary", "resolved_at")
+    list_filter = ("kind",)
+    search_fields = ("summary", "key", "instance__instance_id", "instance__name")
+    raw_id_fields = ("instance", "record")
+    inlines = [AlertDeliveryInline]
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ("sent_at", "event", "channel", "target", "ok", "alert")
+    list_filter = ("event", "channel", "ok")
+    raw_id_fields = ("alert",)

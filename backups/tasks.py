@@ -26,7 +26,7 @@ from django.utils import timezone
 from backups import retention, sync
 from backups.choices import SyncOutcome
 from backups.dcs.client import DcsClient
-from backups.models import DcsInstance, SyncKind, SyncRunItem, SyncTrigger, WorkerHeartbeat
+from backups.models import DcsInstance, SyncKind, SyncRun, SyncRunItem, SyncTrigger, WorkerHeartbeat
 from backups.sync import runs
 from backups.sync.health import WORKER_HEARTBEAT_SECONDS, broker_state
 
@@ -81,7 +81,9 @@ def sync_run_item(self, item_pk: int) -> None:
     if client is None:
         return
     runs.run_item(item_pk, client=client)
-    runs.advance_run(run_id, dispatch=_dispatch_item)
+    finished = runs.advance_run(run_id, dispatch=_dispatch_item)
+    if finished is not None and finished.scope == SyncRun.FLEET_SCOPE:
+        _queue_alert_evaluation()
 
 
 @shared_task(bind=True, name="backups.sync_instance", **RETRY_TRANSIENT)
@@ -121,6 +123,35 @@ def apply_retention() -> dict:
     if not settings.DASHBOARD_RETENTION_GONE_DAYS:
         return {"records_deleted": 0, "off": True}
     return retention.prune_gone_records().as_dict()
+
+
+# --- Alerts (backups/alerts/) ------------------------------------------------------
+
+
+@shared_task(name="backups.evaluate_alerts", **RETRY_TRANSIENT)
+def evaluate_alerts_task() -> dict:
+    """Open and resolve alerts, and send what is pending (beat, and after each fleet sync)."""
+    from backups.alerts.evaluate import evaluate_alerts
+
+    return evaluate_alerts().as_dict()
+
+
+@shared_task(name="backups.send_alert_digest", **RETRY_TRANSIENT)
+def send_alert_digest_task() -> dict:
+    """The daily digest, when it is due and not sent yet today (beat asks every quarter hour)."""
+    from backups.alerts.digest import send_digest
+
+    report = send_digest()
+    return {"due": report.due, "sent": report.sent, "failed": report.failed, "busy": report.busy}
+
+
+def _queue_alert_evaluation() -> None:
+    # The fleet's data just changed: alerts need not wait for beat. A broker
+    # hiccup here must not fail the sync; beat evaluates in a few minutes anyway.
+    try:
+        evaluate_alerts_task.apply_async(expires=settings.DASHBOARD_ALERT_EVERY_MINUTES * 60)
+    except Exception:
+        logger.warning("could not queue the alert evaluation after a fleet sync", exc_info=True)
 
 
 # --- "Sync now" -----------------------------------------------------------------

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from backups.views import audit, instances, overview, preferences, records, sync
+from backups.views import alerts as alert_views
 from backups.views import calendar as calendar_views
 from backups.views import errors as error_views
 
@@ -21,6 +22,7 @@ urlpatterns = [
     path("sync/now/", sync.SyncNowView.as_view(), name="sync-now"),
     path("sync/<int:pk>/", sync.SyncRunDetailView.as_view(), name="sync-detail"),
     path("audit/", audit.AuditEventListView.as_view(), name="audit-list"),
+    path("alerts/", alert_views.AlertListView.as_view(), name="alert-list"),
     path("calendar/", calendar_views.CalendarView.as_view(), name="calendar"),
     path("errors/", error_views.ErrorCodesView.as_view(), name="error-codes"),
 ]

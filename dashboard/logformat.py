@@ -46,6 +46,11 @@ def _secrets() -> list[str]:
         from django.conf import settings
 
         values = [settings.DCS_SK, settings.DCS_SECURITY_TOKEN, settings.METRICS_TOKEN]
+        # The alert webhook's URL carries a chat bot's token; the SMTP password.
+        values += [
+            getattr(settings, "DASHBOARD_ALERT_WEBHOOK_URL", ""),
+            getattr(settings, "EMAIL_HOST_PASSWORD", ""),
+        ]
     except Exception:  # settings not configured (yet): nothing to redact
         return []
     # Very short values would blank ordinary words; real ones are long.

@@ -15,6 +15,13 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from backups.alerts.config import (
+    WEBHOOK_FORMATS,
+    check_base_url,
+    check_emails,
+    check_webhook_template,
+    check_webhook_url,
+)
 from backups.dcs.config import check_region, parse_projects
 from dashboard.env import envbool, envchoice, envcidrs, envfloat, envint, envlist, envstr, envtimezone
 
@@ -458,6 +465,64 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 # days ago (by gone_at). 0 keeps them for good.
 DASHBOARD_RETENTION_GONE_DAYS = envint("DASHBOARD_RETENTION_GONE_DAYS", 0, minimum=0, maximum=100 * 365)
 
+# --- Alerts (backups/alerts/) -------------------------------------------------
+
+# Absolute links in alerts and digests point here (no trailing slash).
+DASHBOARD_BASE_URL = check_base_url(
+    "DASHBOARD_BASE_URL", envstr("DASHBOARD_BASE_URL", "http://127.0.0.1:8000")
+)
+# Who gets alerts by email (comma-separated); empty: no email. Sent with
+# Django's mail backend through EMAIL_HOST, from DEFAULT_FROM_EMAIL.
+DASHBOARD_ALERT_EMAILS = check_emails("DASHBOARD_ALERT_EMAILS", envlist("DASHBOARD_ALERT_EMAILS"))
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "dcs-dashboard@localhost")
+if DASHBOARD_ALERT_EMAILS:
+    check_emails("DEFAULT_FROM_EMAIL", [DEFAULT_FROM_EMAIL.rsplit("<", 1)[-1].rstrip(">").strip()])
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_BACKEND = envstr("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = envbool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be on")
+# A mail server that does not answer must not hold a worker for long.
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10, minimum=1, maximum=300)
+# A webhook that gets a JSON POST per alert; its URL is a secret (a chat
+# bot's token is in it) and is shown nowhere but as scheme://host.
+DASHBOARD_ALERT_WEBHOOK_URL = check_webhook_url(
+    "DASHBOARD_ALERT_WEBHOOK_URL", envstr("DASHBOARD_ALERT_WEBHOOK_URL")
+)
+# A Django template file that renders the webhook's JSON body (then the format is "template").
+DASHBOARD_ALERT_WEBHOOK_TEMPLATE = check_webhook_template(
+    "DASHBOARD_ALERT_WEBHOOK_TEMPLATE", envstr("DASHBOARD_ALERT_WEBHOOK_TEMPLATE")
+)
+DASHBOARD_ALERT_WEBHOOK_FORMAT = envchoice(
+    "DASHBOARD_ALERT_WEBHOOK_FORMAT",
+    "template" if DASHBOARD_ALERT_WEBHOOK_TEMPLATE else "generic",
+    WEBHOOK_FORMATS,
+)
+if (DASHBOARD_ALERT_WEBHOOK_FORMAT == "template") != bool(DASHBOARD_ALERT_WEBHOOK_TEMPLATE):
+    raise ImproperlyConfigured(
+        "DASHBOARD_ALERT_WEBHOOK_FORMAT=template goes with DASHBOARD_ALERT_WEBHOOK_TEMPLATE, and only with it"
+    )
+DASHBOARD_ALERT_WEBHOOK_TIMEOUT = envfloat("DASHBOARD_ALERT_WEBHOOK_TIMEOUT", 10.0, minimum=0.1)
+if DASHBOARD_ALERT_WEBHOOK_TIMEOUT > 120:
+    raise ImproperlyConfigured(
+        f"DASHBOARD_ALERT_WEBHOOK_TIMEOUT must be at most 120, got {DASHBOARD_ALERT_WEBHOOK_TIMEOUT:g}"
+    )
+# Only backups created this recently raise a "backup failed" alert: the first
+# sync of years of history must not page anybody for an old failure.
+DASHBOARD_ALERT_LOOKBACK_HOURS = envint("DASHBOARD_ALERT_LOOKBACK_HOURS", 48, minimum=1, maximum=24 * 365)
+# How often beat evaluates the alerts (also right after each fleet sync).
+DASHBOARD_ALERT_EVERY_MINUTES = envint("DASHBOARD_ALERT_EVERY_MINUTES", 5, minimum=1, maximum=24 * 60)
+# A failed notification is tried again at each evaluation, this many times in all.
+DASHBOARD_ALERT_MAX_ATTEMPTS = envint("DASHBOARD_ALERT_MAX_ATTEMPTS", 5, minimum=1, maximum=100)
+# The daily digest goes out once a day, at the first check after this hour (UTC).
+DASHBOARD_ALERT_DIGEST = envbool("DASHBOARD_ALERT_DIGEST", True)
+DASHBOARD_ALERT_DIGEST_HOUR = envint("DASHBOARD_ALERT_DIGEST_HOUR", 8, minimum=0, maximum=23)
+
 # --- Sync schedule (Celery beat) ---------------------------------------------
 
 # The demo fleet is tiny and local, so it is synced often enough to watch.
@@ -501,6 +566,17 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60,
         "options": {"expires": 60},
     },
+}
+CELERY_BEAT_SCHEDULE["alerts-evaluate"] = {
+    "task": "backups.evaluate_alerts",
+    "schedule": DASHBOARD_ALERT_EVERY_MINUTES * 60,
+    "options": {"expires": DASHBOARD_ALERT_EVERY_MINUTES * 60},
+}
+# Every quarter hour: the digest goes at the first check after its hour, once a day.
+CELERY_BEAT_SCHEDULE["alerts-digest"] = {
+    "task": "backups.send_alert_digest",
+    "schedule": 15 * 60,
+    "options": {"expires": 15 * 60},
 }
 if DASHBOARD_RETENTION_GONE_DAYS:
     CELERY_BEAT_SCHEDULE["retention"] = {
