@@ -282,11 +282,32 @@ def json_value(field: ExportField, record: Any) -> Any:
 
 
 def iter_records(table: Table) -> Iterator[Any]:
-    """The table's records in its order, fetched in chunks rather than all at once."""
+    """The table's records in its order, fetched in chunks rather than all at once.
+
+    A table with ``prepare_export_chunk(records)`` is handed each chunk
+    before its rows are written, to read what the rows need from other
+    tables in one query per chunk (the notes of a chunk of backups).
+    """
     data = table.data.data
     if isinstance(data, QuerySet):
-        return fast_records(data, named=_named_paths(table)) or data.iterator(chunk_size=CHUNK_SIZE)
-    return iter(data)
+        records = fast_records(data, named=_named_paths(table)) or data.iterator(chunk_size=CHUNK_SIZE)
+    else:
+        records = iter(data)
+    prepare = getattr(table, "prepare_export_chunk", None)
+    return _prepared(records, prepare) if prepare is not None else records
+
+
+def _prepared(records: Iterator[Any], prepare: Callable[[list], None]) -> Iterator[Any]:
+    chunk: list = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) >= CHUNK_SIZE:
+            prepare(chunk)
+            yield from chunk
+            chunk = []
+    if chunk:
+        prepare(chunk)
+        yield from chunk
 
 
 def _named_paths(table: Table) -> set[str]:

@@ -19,9 +19,9 @@ from backups import exports
 from tests.factories import T0, make_instance, make_record
 
 LIST_URL = "/backups/"
-# Session, user, the records with their instances, and the audit event: no
-# count, no page.
-EXPORT_QUERIES = 4
+# Session, user, the records with their instances, their notes (one query per
+# chunk of records), and the audit event: no count, no page.
+EXPORT_QUERIES = 5
 CSV_HEADER = [
     "Instance",
     "Instance id",
@@ -38,6 +38,8 @@ CSV_HEADER = [
     "Error",
     "Remark",
     "Restorable",
+    "Incidents",
+    "Notes",
 ]
 JSON_KEYS = [
     "instance",
@@ -55,6 +57,8 @@ JSON_KEYS = [
     "error_code",
     "remark",
     "is_support_restore",
+    "incidents",
+    "notes",
 ]
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$")
 # Markup our columns render on the page; none of it may reach an export.
@@ -168,6 +172,8 @@ def test_it_writes_plain_text_and_utc_times_in_csv(admin_client, db):
         "Error": "dcs.08.0002: The backup timed out.",
         "Remark": "before the freeze",
         "Restorable": "False",
+        "Incidents": "",
+        "Notes": "",
     }
 
 

@@ -7,8 +7,8 @@ from django import forms
 from django.db.models import Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 
-from backups.filters.records import MAX_SEARCH_LENGTH
-from backups.models import DcsInstance
+from backups.filters.records import MAX_SEARCH_LENGTH, IncidentFilter
+from backups.models import DcsInstance, Note
 
 YES_NO = (("yes", _("Yes")), ("no", _("No")))
 GONE_CHOICES = (
@@ -44,10 +44,11 @@ class DcsInstanceFilterSet(django_filters.FilterSet):
     gone = django_filters.ChoiceFilter(
         choices=GONE_CHOICES, method="filter_gone", label=_("Gone"), empty_label=None
     )
+    incident = IncidentFilter(method="filter_incident", label=_("Incident"))
 
     class Meta:
         model = DcsInstance
-        fields = ("q", "region", "project", "engine", "status", "at_risk", "gone")
+        fields = ("q", "region", "project", "engine", "status", "at_risk", "gone", "incident")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -71,6 +72,10 @@ class DcsInstanceFilterSet(django_filters.FilterSet):
 
     def filter_at_risk(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(at_risk=value == "yes")
+
+    def filter_incident(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        # A note on the instance or on any of its backups: both carry the instance.
+        return queryset.filter(pk__in=Note.objects.filter(incident=value).values("instance_id"))
 
     def filter_gone(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         if value == "yes":

@@ -13,8 +13,10 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from backups.anomalies import anomaly_q
 from backups.choices import BackupFormat, BackupStatus, BackupType
-from backups.models import BackupRecord, DcsInstance
+from backups.models import BackupRecord, DcsInstance, Note
+from backups.notes import IncidentField
 from backups.timewindow import parse_time_bound
 
 # Longer search text is a paste gone wrong, and a LIKE over it is wasted work.
@@ -82,6 +84,19 @@ class TimeBoundFilter(django_filters.Filter):
     field_class = TimeBoundField
 
 
+class IncidentFilter(django_filters.Filter):
+    """``?incident=INC-1234``, any case: the rows with a note that names it (see ``method``)."""
+
+    field_class = IncidentField
+
+
+ANOMALY_CHOICES = (
+    ("any", _("Unusual size or duration")),
+    ("size", _("Unusual size")),
+    ("duration", _("Unusual duration")),
+)
+
+
 class BackupRecordFilterSet(django_filters.FilterSet):
     """``status`` (repeatable), ``backup_type``, ``backup_format``, ``instance``,
     ``region``, ``project``, ``engine``, ``created_after``, ``created_before`` and ``q``."""
@@ -116,6 +131,10 @@ class BackupRecordFilterSet(django_filters.FilterSet):
     created_before = TimeBoundFilter(
         field_name="created_at", lookup_expr="lt", label=_("Created before"), upper=True
     )
+    incident = IncidentFilter(method="filter_incident", label=_("Incident"))
+    anomaly = django_filters.ChoiceFilter(
+        choices=ANOMALY_CHOICES, method="filter_anomaly", label=_("Anomaly"), empty_label=_("Any backup")
+    )
 
     class Meta:
         model = BackupRecord
@@ -130,7 +149,13 @@ class BackupRecordFilterSet(django_filters.FilterSet):
             "engine",
             "created_after",
             "created_before",
+            "incident",
+            "anomaly",
         )
+
+    def filter_anomaly(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        # Flagged rows only: the partial index backup_anomalous holds just them.
+        return queryset.filter(anomaly_q(value))
 
     def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(
@@ -141,10 +166,20 @@ class BackupRecordFilterSet(django_filters.FilterSet):
             | Q(remark__icontains=value)
         )
 
+    def filter_incident(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        # The backups a note names with this incident (incidents are stored in
+        # upper case, as the field cleans the value). A note on the instance
+        # alone names no backup: the fleet's filter finds those.
+        noted = Note.objects.filter(incident=value, record__isnull=False).values("record_id")
+        return queryset.filter(pk__in=noted)
+
     def filter_instance(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         # An id is pasted whole; a name is remembered in part. The instances
         # are looked up first (a small table): filtering the records by their
         # instance keys then reads one instance's history off the (instance,
         # created_at) index, where an OR across the join would scan the list.
         matches = DcsInstance.objects.filter(Q(instance_id=value) | Q(name__icontains=value))
-        return queryset.filter(instance_id__in=list(matches.values_list("pk", flat=True)))
+        found = list(matches.values_list("pk", "instance_id"))
+        # Kept for the page's "Freeze as incident view" link, at no extra query.
+        self.matched_instance_ids = [instance_id for _pk, instance_id in found]
+        return queryset.filter(instance_id__in=[pk for pk, _instance_id in found])

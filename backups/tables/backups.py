@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from backups.choices import BackupFormat, BackupStatus, BackupType
 from backups.models import BackupRecord
+from backups.tables.anomalies import AnomalyColumn
 from backups.tables.columns import (
     BytesColumn,
     ChoiceBadgeColumn,
@@ -63,6 +64,7 @@ class BackupRecordTable(tables.Table):
     created_at = TimestampColumn(verbose_name=_("Created"), orderable=True, order_by=("created_at", "id"))
     updated_at = TimestampColumn(verbose_name=_("Finished"), orderable=True, order_by=("finished_key", "id"))
     duration = DurationColumn(verbose_name=_("Duration"))
+    anomaly = AnomalyColumn(verbose_name=_("Anomaly"))
     error_code = ErrorCodeColumn(verbose_name=_("Error"))
     remark = tables.Column(verbose_name=_("Remark"), attrs={"td": {"class": "cell--wrap"}})
     is_support_restore = tables.BooleanColumn(
@@ -73,6 +75,16 @@ class BackupRecordTable(tables.Table):
     export_extra_fields = {
         "instance": (("instance_id", _("Instance id"), "instance__instance_id"),),
         "backup_name": (("backup_id", _("Backup id"), "backup_id"),),
+        # The ratios behind the flags (value ÷ the instance's recent median).
+        "anomaly": (
+            ("size_ratio", _("Size vs median"), "size_ratio"),
+            ("duration_ratio", _("Duration vs median"), "duration_ratio"),
+        ),
+        # The notes of each backup (backups.notes), read per export chunk.
+        "is_support_restore": (
+            ("incidents", _("Incidents"), "note_incidents"),
+            ("notes", _("Notes"), "note_texts"),
+        ),
     }
 
     class Meta:
@@ -89,6 +101,7 @@ class BackupRecordTable(tables.Table):
             "created_at",
             "updated_at",
             "duration",
+            "anomaly",
             "error_code",
             "remark",
             "is_support_restore",
@@ -106,6 +119,11 @@ class BackupRecordTable(tables.Table):
     def __init__(self, *args, caption: str = "", **kwargs):
         super().__init__(*args, **kwargs)
         self.caption = caption or _("Backup records")
+
+    def prepare_export_chunk(self, records: list) -> None:
+        from backups.notes import attach_note_texts
+
+        attach_note_texts(records)
 
     def render_backup_name(self, value, record):
         name = value or record.backup_id

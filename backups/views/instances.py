@@ -14,6 +14,7 @@ from django_tables2 import SingleTableView
 
 from backups.charts import backup_chart
 from backups.filters.instances import DcsInstanceFilterSet
+from backups.incident import incident_link
 from backups.models import DcsInstance
 from backups.selectors import (
     SUCCEEDED,
@@ -29,6 +30,7 @@ from backups.tables.columns import duration_text
 from backups.tables.instances import age_html, last_success_html
 from backups.timewindow import PRESETS
 from backups.views.mixins import TablePageMixin
+from backups.views.notes import instance_notes, notes_context
 from backups.views.overview import WINDOW_LABELS, parse_window
 from backups.views.sync import can_trigger_sync
 
@@ -67,9 +69,9 @@ class InstanceListView(TablePageMixin, SingleTableView):
 class InstanceDetailView(TablePageMixin, DetailView):
     """One instance: its facts, a chart of its backups with the gaps, and its backup table.
 
-    Six queries: session, user, the instance (with its last success, risk and
+    Seven queries: session, user, the instance (with its last success, risk and
     sync staleness as subqueries and expressions), the chart's backups in the
-    window, and the table's count and page. Whether to offer "Sync now" is
+    window, the table's count and page, and the instance's notes. Whether to offer "Sync now" is
     remembered per user for a minute (views.sync.can_trigger_sync).
     """
 
@@ -108,10 +110,16 @@ class InstanceDetailView(TablePageMixin, DetailView):
 
     def get_context_data(self, **kwargs) -> dict:
         context = super().get_context_data(**kwargs)
+        # The last 24 hours of this instance, frozen when the link is opened.
+        context["incident_view_url"] = incident_link(
+            instance_ids=[self.object.instance_id], start=self.now - PRESETS["24h"], end=self.now
+        )
         if self.is_partial_request():
             return context  # the table only: no chart to compute
         context.update(self.history_context(self.object))
         context.update(self.sync_context(self.object))
+        context.update(notes_context(self.request, instance_notes(self.object)))
+        context["incident_filter_url"] = reverse("backups:instance-list")
         return context
 
     def sync_context(self, instance: DcsInstance) -> dict:

@@ -16,11 +16,15 @@ from django_tables2 import SingleTableView
 from backups.choices import BackupFormat, BackupStatus, BackupType, ColoredChoices, describe_error_code
 from backups.exports import iso_utc
 from backups.filters.records import BackupRecordFilterSet
+from backups.incident import MAX_INSTANCES, incident_link
 from backups.models import BackupRecord
 from backups.selectors import record_total
 from backups.tables import BackupRecordTable
+from backups.tables.anomalies import anomaly_badges
 from backups.tables.columns import duration_text
+from backups.timewindow import PRESETS
 from backups.views.mixins import TablePageMixin
+from backups.views.notes import notes_context, record_notes
 
 
 class BackupRecordListView(TablePageMixin, SingleTableView):
@@ -47,6 +51,24 @@ class BackupRecordListView(TablePageMixin, SingleTableView):
         # Every record is in exactly one hourly count: no COUNT(*) over millions of rows.
         return record_total()
 
+    def get_context_data(self, **kwargs) -> dict:
+        context = super().get_context_data(**kwargs)
+        if not self.export_format:
+            context["incident_view_url"] = self.incident_view_url()
+        return context
+
+    def incident_view_url(self) -> str:
+        """The incident view of this page's instance filter and time window, or "" without one."""
+        ids = getattr(self.filterset, "matched_instance_ids", None)
+        if not ids or len(ids) > MAX_INSTANCES:
+            return ""
+        data = self.filterset.form.cleaned_data
+        end = data.get("created_before") or self.now
+        start = data.get("created_after") or end - PRESETS["24h"]
+        if end <= start:
+            return ""
+        return incident_link(instance_ids=ids, start=start, end=end, incident=data.get("incident") or "")
+
 
 def instance_url(instance) -> str:
     """The instance's page, or "" for an id our URL pattern cannot carry."""
@@ -65,7 +87,8 @@ def badge(choices: type[ColoredChoices], value: str):
 class BackupRecordDetailView(DetailView):
     """One backup: every field, its status history as our syncs saw it, the raw JSON.
 
-    Four queries: session, user, the record with its instance, its status changes.
+    Five queries: session, user, the record with its instance, its status
+    changes, its notes.
     """
 
     model = BackupRecord
@@ -105,6 +128,7 @@ class BackupRecordDetailView(DetailView):
             format_badge=badge(BackupFormat, record.backup_format),
             error_meaning=describe_error_code(record.error_code),
             duration=duration_text(record.duration, units=4) if record.duration is not None else "",
+            anomaly_badges=anomaly_badges(record),
             times=[(label, value, iso_utc(value) if value else "") for label, value in times],
             history=[
                 {
@@ -115,5 +139,7 @@ class BackupRecordDetailView(DetailView):
                 for change in changes
             ],
             raw_json=json.dumps(record.raw, indent=2, ensure_ascii=False, sort_keys=True),
+            incident_filter_url=reverse("backups:backup-list"),
         )
+        context.update(notes_context(self.request, record_notes(record)))
         return context
