@@ -14,8 +14,8 @@ from django.urls import reverse
 
 from tests.factories import T0, make_instance, make_record, make_status_change
 
-# Session, user, the record with its instance, its status changes, its notes.
-DETAIL_QUERIES = 5
+# Session, user, the record with its instance, its status changes.
+DETAIL_QUERIES = 4
 
 
 def detail_url(record) -> str:
@@ -82,7 +82,8 @@ def test_it_shows_every_field(admin_client, record):
     assert shown["Period"] == "00:00-01:00"
     assert shown["Duration"] == "4 min 7 s"
     assert shown["Restorable"] == "No"
-    assert shown["Error"] == "dcs.08.0002 The backup timed out."
+    # The meaning, then what to do next, with a "?" link to the catalogue.
+    assert shown["Error"].startswith("dcs.08.0002 The backup timed out. ? What to do: ")
     assert shown["Remark"] == "before the freeze"
     assert '<span class="badge badge--red">Failed</span>' in response.text
     assert '<span class="badge badge--purple">Manual</span>' in response.text

@@ -25,6 +25,7 @@ from backups.templatetags.dashboard_tags import (
     timestamp,
     utc_z,
 )
+from backups.templatetags.error_codes import error_code_html
 
 
 def _raw_value(record, bound_column):
@@ -151,17 +152,9 @@ class ErrorCodeColumn(tables.Column):
         super().__init__(*args, **kwargs)
 
     def render(self, value):
-        meaning = self.describe(value)
-        if not meaning:
-            return format_html(
-                '<code class="error-code" title="{}">{}</code>', _("Error code not documented"), value
-            )
-        return format_html(
-            '<code class="error-code" title="{}">{}</code> <span class="error-code__meaning">{}</span>',
-            meaning,
-            value,
-            meaning,
-        )
+        # The "?" beside the code opens the catalogue (/errors/) at this code,
+        # with what a DBA can do next.
+        return error_code_html(value, meaning=self.describe(value))
 
     def value(self, value):
         meaning = self.describe(value)

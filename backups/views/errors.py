@@ -7,20 +7,12 @@ beyond the session and the user: the catalogue is code, not data.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
-from django.urls import reverse
 from django.views.generic import TemplateView
 
 from backups.dcs.error_codes import explain, explanations_by_family
 
 # A code is short; a longer value is a paste gone wrong.
 MAX_CODE_LENGTH = 64
-
-
-def error_code_url(code: str) -> str:
-    """The catalogue page with ``code`` highlighted."""
-    return f"{reverse('backups:error-codes')}?{urlencode({'code': code})}"
 
 
 class ErrorCodesView(TemplateView):
