@@ -1,6 +1,8 @@
 from django.urls import path
 
 from backups.views import audit, instances, overview, preferences, records, sync
+from backups.views import incident as incident_views
+from backups.views import notes as note_views
 from backups.views import alerts as alert_views
 from backups.views import calendar as calendar_views
 from backups.views import errors as error_views
@@ -15,9 +17,16 @@ urlpatterns = [
     path("", overview.OverviewView.as_view(), name="home"),
     path("backups/", records.BackupRecordListView.as_view(), name="backup-list"),
     path("backups/<str:backup_id>/", records.BackupRecordDetailView.as_view(), name="backup-detail"),
+    path("backups/<str:backup_id>/notes/", note_views.BackupNoteCreateView.as_view(), name="backup-note"),
     path("instances/", instances.InstanceListView.as_view(), name="instance-list"),
     path("instances/<str:instance_id>/", instances.InstanceDetailView.as_view(), name="instance-detail"),
     path("instances/<str:instance_id>/sync/", sync.InstanceSyncNowView.as_view(), name="instance-sync-now"),
+    path(
+        "instances/<str:instance_id>/notes/",
+        note_views.InstanceNoteCreateView.as_view(),
+        name="instance-note",
+    ),
+    path("incident/", incident_views.IncidentView.as_view(), name="incident"),
     path("sync/", sync.SyncRunListView.as_view(), name="sync-list"),
     path("sync/now/", sync.SyncNowView.as_view(), name="sync-now"),
     path("sync/<int:pk>/", sync.SyncRunDetailView.as_view(), name="sync-detail"),

@@ -14,8 +14,8 @@ from django.urls import reverse
 
 from tests.factories import T0, make_instance, make_record, make_status_change
 
-# Session, user, the record with its instance, its status changes.
-DETAIL_QUERIES = 4
+# Session, user, the record with its instance, its status changes, its notes.
+DETAIL_QUERIES = 5
 
 
 def detail_url(record) -> str:
