@@ -45,6 +45,7 @@ from backups.simulator.faults import (
     DROP_VARIANTS,
     LIST_BACKUP_RECORDS,
     LIST_INSTANCES,
+    LIST_RESTORE_RECORDS,
     MALFORMED_VARIANTS,
     THROTTLE,
     Faults,
@@ -121,7 +122,7 @@ def test_it_switches_faults_on_and_off_over_http(server, sim):
     assert (reset["active"], reset["error_rate"], reset["injected"]) == (
         False,
         0.0,
-        {LIST_INSTANCES: {}, LIST_BACKUP_RECORDS: {}},
+        {LIST_INSTANCES: {}, LIST_BACKUP_RECORDS: {}, LIST_RESTORE_RECORDS: {}},
     )
     # The switchboard is not part of the API: unsigned, and not counted as API requests.
     assert sim.request_count == 0

@@ -131,6 +131,7 @@ def test_two_fleet_syncs_started_at_once_do_the_work_once(frozen):
     assert simulator.endpoint_counts == {
         "ListInstances": len(PROJECTS),
         "ListBackupRecords": winner.instances_seen,
+        "ListRestoreRecords": winner.instances_seen,
     }, "every project and instance was listed once"
     expected = {
         (instance["instance_id"], record["backup_id"])

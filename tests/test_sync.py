@@ -10,6 +10,7 @@ import dataclasses
 import io
 import logging
 import random
+import re
 import time
 from datetime import timedelta
 from urllib.parse import parse_qs, urlparse
@@ -69,8 +70,8 @@ def test_it_syncs_the_whole_fleet_over_http(clocked_simulator, clocked_client):
     expected_records = sum(len(records) for records in truth.values())
     assert expected_records > 0
     assert run.records_new == expected_records == BackupRecord.objects.count()
-    # One listing call per project, one per instance: pages are 1000 records.
-    assert run.api_calls == len(PROJECTS) + len(truth)
+    # One listing call per project, two per instance (backups, restores): pages are 1000 records.
+    assert run.api_calls == len(PROJECTS) + 2 * len(truth)
     assert (run.retries, run.throttles, run.error_count) == (0, 0, 0)
     assert run.finished_at >= run.started_at
     assert DcsInstance.objects.filter(region="ap-southeast-1").exists()
@@ -225,10 +226,11 @@ def test_an_incremental_sync_of_an_unchanged_fleet_asks_once_per_instance_and_wr
 
     assert run.outcome == SyncOutcome.SUCCEEDED, run.errors
     assert run.kind == SyncKind.INCREMENTAL
-    assert run.api_calls == len(PROJECTS) + instances
+    assert run.api_calls == len(PROJECTS) + 2 * instances
     assert clocked_simulator.endpoint_counts == {
         "ListInstances": len(PROJECTS),
         "ListBackupRecords": instances,
+        "ListRestoreRecords": instances,  # whole, they are few: one call each
     }
     assert (run.records_new, run.records_updated, run.records_gone) == (0, 0, 0)
     assert _backup_writes(queries.captured_queries) == []
@@ -323,7 +325,7 @@ def test_the_fan_out_keeps_at_most_the_concurrency_in_flight(settings, clocked_s
     assert run.outcome == SyncOutcome.SUCCEEDED, run.errors
     assert run.instances_synced == len(truth)
     assert run.records_new == sum(len(r) for r in truth.values()) == BackupRecord.objects.count()
-    assert run.api_calls == len(PROJECTS) + len(truth)
+    assert run.api_calls == len(PROJECTS) + 2 * len(truth)
     assert not SyncLease.objects.exists()
 
 
@@ -435,6 +437,11 @@ BASE = "https://dcs.cn-north-4.myhuaweicloud.com"
 ONE_PROJECT = (PROJECTS[0],)
 
 
+def _no_restores(pid: str) -> None:
+    """Every instance lists no restore (204), so these tests count only what they are about."""
+    responses.get(re.compile(rf"{re.escape(BASE)}/v2/{pid}/instances/[^/]+/restores"), status=204)
+
+
 def _api_client():
     # No waiting between retries: the retries are counted, not slept through.
     return DcsClient(
@@ -458,9 +465,11 @@ def test_a_failed_instance_listing_is_partial_and_marks_nothing_gone():
         json={"total_num": 1, "backup_record_response": [_record("b1")]},
     )
     responses.get(f"{BASE}/v2/{pid}/instances/i2/backups", status=204)
+    _no_restores(pid)
     sync.sync_fleet(client=_api_client())
 
     responses.reset()
+    _no_restores(pid)
     responses.get(f"{BASE}/v2/{pid}/instances", json=instances)
     responses.get(
         f"{BASE}/v2/{pid}/instances/i1/backups",
@@ -474,7 +483,8 @@ def test_a_failed_instance_listing_is_partial_and_marks_nothing_gone():
     assert run.outcome == SyncOutcome.PARTIAL
     assert (run.instances_synced, run.instances_failed) == (1, 1)
     assert run.retries == 2  # the client's retries, counted on the run
-    assert run.api_calls == 1 + 3 + 1
+    # i1's backups three times, then nothing more of i1; i2's backups and restores.
+    assert run.api_calls == 1 + 3 + 2
     [error] = run.errors
     assert {k: error[k] for k in ("scope", "error", "status", "error_code", "request_id")} == {
         "scope": "instance i1",
@@ -496,13 +506,14 @@ def test_it_counts_throttles_and_retries_on_the_run():
         f"{BASE}/v2/{pid}/instances", json={"instance_num": 1, "instances": [{"instance_id": "i1"}]}
     )
     url = f"{BASE}/v2/{pid}/instances/i1/backups"
+    _no_restores(pid)
     responses.get(url, status=429, json={"error_code": "APIG.0308", "error_msg": "throttled"})
     responses.get(url, json={"total_num": 1, "backup_record_response": [_record("b1")]})
 
     run = sync.sync_fleet(client=_api_client())
 
     assert run.outcome == SyncOutcome.SUCCEEDED
-    assert (run.api_calls, run.retries, run.throttles) == (3, 1, 1)
+    assert (run.api_calls, run.retries, run.throttles) == (4, 1, 1)
 
 
 @responses.activate
@@ -516,9 +527,11 @@ def test_a_bad_record_is_skipped_and_the_listing_counts_as_partial():
     responses.get(
         f"{BASE}/v2/{pid}/instances/i1/backups", json={"total_num": 2, "backup_record_response": [good, old]}
     )
+    _no_restores(pid)
     sync.sync_fleet(client=_api_client())
 
     responses.reset()
+    _no_restores(pid)
     responses.get(
         f"{BASE}/v2/{pid}/instances", json={"instance_num": 1, "instances": [{"instance_id": "i1"}]}
     )
@@ -547,6 +560,7 @@ def test_duplicates_across_pages_make_one_row():
             "backup_record_response": [{"backup_id": "b1"}, {"backup_id": "b2"}, {"backup_id": "b1"}],
         },
     )
+    _no_restores(pid)
     run = sync.sync_fleet(client=_api_client())
     assert run.records_new == 2
     assert BackupRecord.objects.count() == 2
@@ -573,6 +587,7 @@ def test_an_incremental_window_starts_an_overlap_before_the_last_listing(setting
         json={"total_num": 1, "backup_record_response": [_record("b1")]},
     )
     responses.get(f"{BASE}/v2/{pid}/instances/i2/backups", status=204)
+    _no_restores(pid)
     sync.sync_fleet(client=_api_client())
     checked = DcsInstance.objects.get(instance_id="i1").backups_checked_at
     # A new instance appears: it is listed completely, the known one from its window.

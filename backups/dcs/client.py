@@ -421,5 +421,36 @@ class DcsClient:
             params=params,
         )
 
+    def list_restores(
+        self,
+        project: DcsProject,
+        instance_id: str,
+        *,
+        begin: datetime | None = None,
+        end: datetime | None = None,
+    ) -> Listing:
+        """Every restore record of the instance (ListRestoreRecords, dcs-api.md §2.3).
+
+        The same paging, 204, retries and errors as the backup listing; parse
+        the items with :func:`backups.dcs.restores.parse_restore_record`.
+        """
+        return self._listing(
+            project,
+            f"/v2/{project.project_id}/instances/{instance_id}/restores",
+            list_key="restore_record_response",
+            total_key="total_num",
+            id_key="restore_id",
+            params=_window(begin, end),
+        )
+
+
+def _window(begin: datetime | None, end: datetime | None) -> dict[str, str]:
+    params = {}
+    if begin is not None:
+        params["begin_time"] = as_api_time(begin)
+    if end is not None:
+        params["end_time"] = as_api_time(end)
+    return params
+
 
 __all__ = ["DcsClient", "Listing"]

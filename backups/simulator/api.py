@@ -1,9 +1,9 @@
 """The DCS API as the simulator answers it: authentication, routing, parameter
-checks, filtering, paging and error bodies (dcs-api.md §1, §2.1, §3).
+checks, filtering, paging and error bodies (dcs-api.md §1, §2.1, §2.3, §3).
 
 No HTTP here: server.py adapts :meth:`DcsSimulator.handle` to http.server, and
 tests can read the truth straight from :meth:`DcsSimulator.list_instances` and
-:meth:`DcsSimulator.list_backups`. ``sim.faults`` (faults.py) decides, after
+:meth:`DcsSimulator.list_backups` (and ``list_restores``). ``sim.faults`` (faults.py) decides, after
 authentication, which requests meet an injected fault; the truth never
 changes because of one, except that a "shift" starts a real backup.
 """
@@ -43,6 +43,7 @@ from backups.simulator.history import (
     is_listed,
     render_record,
 )
+from backups.simulator.restores import RestoreHistory, RestorePlan, render_restore
 
 logger = logging.getLogger("backups.simulator")
 
@@ -50,10 +51,12 @@ MAX_LIMIT = 1000
 DEFAULT_LIMIT = 10
 LIST_INSTANCES = fault_kinds.LIST_INSTANCES
 LIST_BACKUP_RECORDS = fault_kinds.LIST_BACKUP_RECORDS
+LIST_RESTORE_RECORDS = fault_kinds.LIST_RESTORE_RECORDS
 OTHER = "other"
 
 _INSTANCES_PATH = re.compile(r"^/v2/(?P<project_id>[^/]+)/instances$")
 _BACKUPS_PATH = re.compile(r"^/v2/(?P<project_id>[^/]+)/instances/(?P<instance_id>[^/]+)/backups$")
+_RESTORES_PATH = re.compile(r"^/v2/(?P<project_id>[^/]+)/instances/(?P<instance_id>[^/]+)/restores$")
 _WHOLE_NUMBER = re.compile(r"^-?[0-9]{1,12}$")
 _API_TIME = re.compile(r"^[0-9]{14}$")
 
@@ -143,6 +146,7 @@ class DcsSimulator:
         self.doc_example_mode = doc_example_mode
         fleet = build_fleet(self.projects, instances, seed)
         self._history = BackupHistory(fleet, seed)
+        self._restores = RestoreHistory(fleet, seed, self._history)
         # ListInstances shows the newest instances first.
         self._fleet_by_id = {(i.project_id, i.instance_id): i for i in fleet}
         self._fleet_by_project: dict[str, list[SimInstance]] = {pid: [] for pid in self.projects}
@@ -150,6 +154,7 @@ class DcsSimulator:
             self._fleet_by_project[instance.project_id].append(instance)
         self._deleted: set[tuple[str, str]] = set()
         self._dropped: set[tuple[str, str]] = set()
+        self._dropped_restores: set[tuple[str, str]] = set()
         # Backups started by a "shift" fault: real records, part of the truth from then on.
         self._started: dict[str, list[BackupPlan]] = {}
         self._lock = threading.Lock()
@@ -194,6 +199,26 @@ class DcsSimulator:
         instance = self._instance(project_id, instance_id)
         now_ms = to_ms(now or self.clock())
         return [self._render(plan, instance, now_ms) for plan in self._listed_plans(instance, now_ms)]
+
+    def list_restores(self, project_id: str, instance_id: str, now: datetime | None = None) -> list[dict]:
+        """Every restore record of the instance, as served, newest first."""
+        instance = self._instance(project_id, instance_id)
+        now_ms = to_ms(now or self.clock())
+        return [
+            render_restore(plan, now_ms, doc_example_mode=self.doc_example_mode)
+            for plan in self._listed_restores(instance, now_ms)
+        ]
+
+    def drop_restore(self, project_id: str, instance_id: str, restore_id: str) -> None:
+        """From now on this restore record is not listed."""
+        self._instance(project_id, instance_id)
+        self._dropped_restores.add((instance_id, restore_id))
+
+    def _listed_restores(self, instance: SimInstance, now_ms: int) -> list[RestorePlan]:
+        plans = self._restores.listed_plans(instance, now_ms)
+        if not self._dropped_restores:
+            return plans
+        return [p for p in plans if (instance.instance_id, p.restore_id) not in self._dropped_restores]
 
     def delete_instance(self, project_id: str, instance_id: str) -> None:
         """From now on the instance is not listed and its backups answer 404 DCS.3022."""
@@ -386,6 +411,8 @@ class DcsSimulator:
         params = _query_params(query)
         if operation == LIST_INSTANCES:
             return 200, self._list_instances_page(match["project_id"], params, now_ms)
+        if operation == LIST_RESTORE_RECORDS:
+            return self._list_restores_page(match["project_id"], match["instance_id"], params, now_ms)
         return self._list_backups_page(match["project_id"], match["instance_id"], params, now_ms)
 
     def _list_instances_page(self, project_id: str, params: dict[str, str], now_ms: int) -> dict:
@@ -423,6 +450,38 @@ class DcsSimulator:
             "backup_record_response": [self._render(plan, instance, now_ms) for plan in page],
         }
 
+    def _list_restores_page(
+        self, project_id: str, instance_id: str, params: dict[str, str], now_ms: int
+    ) -> tuple[int, dict | None]:
+        """ListRestoreRecords: the backups' paging, window, 204 and errors (dcs-api.md §2.3)."""
+        offset, limit = _paging(params)
+        low, high = _window(params, now_ms)
+        try:
+            instance = self._instance(project_id, instance_id)
+        except UnknownInstance:
+            raise _instance_not_found() from None
+        plans = [
+            p for p in self._listed_restores(instance, now_ms) if low <= p.created_ms // 1000 * 1000 <= high
+        ]
+        if not plans:
+            return 204, None  # "no restore record is found" (dcs-api.md §7.3)
+        page = plans[offset : offset + limit]
+        return 200, {
+            "restore_record_response": [
+                render_restore(plan, now_ms, doc_example_mode=self.doc_example_mode) for plan in page
+            ],
+            "total_num": len(plans),
+        }
+
+
+def _window(params: dict[str, str], now_ms: int) -> tuple[int, int]:
+    """The inclusive (low, high) of begin_time/end_time, in whole-second milliseconds."""
+    begin = _time_param(params, "begin_time")
+    end = _time_param(params, "end_time")
+    if begin is not None and end is not None and end < begin:
+        raise ApiError(400, "DCS.4025", "The end time must be later than the start time.")
+    return (begin if begin is not None else -1, end if end is not None else now_ms)
+
 
 def _is_continuation(query: str) -> bool:
     offset = _query_params(query).get("offset", "0")
@@ -432,6 +491,7 @@ def _is_continuation(query: str) -> bool:
 _LIST_KEYS = {
     LIST_INSTANCES: ("instances", "instance_num"),
     LIST_BACKUP_RECORDS: ("backup_record_response", "total_num"),
+    LIST_RESTORE_RECORDS: ("restore_record_response", "total_num"),
 }
 
 
@@ -469,6 +529,9 @@ def _route(path: str) -> tuple[str, re.Match | None]:
     match = _BACKUPS_PATH.match(path)
     if match:
         return LIST_BACKUP_RECORDS, match
+    match = _RESTORES_PATH.match(path)
+    if match:
+        return LIST_RESTORE_RECORDS, match
     match = _INSTANCES_PATH.match(path)
     if match:
         return LIST_INSTANCES, match

@@ -1,6 +1,6 @@
 """Faults the simulator can inject, as the real API and its gateway produce them.
 
-Per endpoint (ListInstances, ListBackupRecords), each request may be:
+Per endpoint (ListInstances, ListBackupRecords, ListRestoreRecords), each request may be:
 
 - **dropped**: the connection closes before any answer, or half-way through the body;
 - **throttled**: 429 ``APIG.0308`` with ``Retry-After``, in bursts of several requests;
@@ -29,7 +29,8 @@ from typing import Any
 
 LIST_INSTANCES = "ListInstances"
 LIST_BACKUP_RECORDS = "ListBackupRecords"
-FAULT_OPERATIONS = (LIST_INSTANCES, LIST_BACKUP_RECORDS)
+LIST_RESTORE_RECORDS = "ListRestoreRecords"
+FAULT_OPERATIONS = (LIST_INSTANCES, LIST_BACKUP_RECORDS, LIST_RESTORE_RECORDS)
 
 # What a request meets, at most one of these: drawn in this order from one number.
 DROP, THROTTLE, ERROR, MALFORMED = "drop", "throttle", "error", "malformed"

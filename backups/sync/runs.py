@@ -46,6 +46,7 @@ from backups.models import (
     SyncTrigger,
 )
 from backups.sync.listings import Problem, StoredCounts, fetch_backups, store_backups, sync_project_instances
+from backups.sync.restores import RestoresListed, fetch_restores, store_restores
 
 logger = logging.getLogger("backups.sync")
 
@@ -412,6 +413,19 @@ def _sync_item(item: SyncRunItem, *, client: DcsClient) -> None:
         # A bug, not the API: recorded on the run, which goes on with the next instance.
         logger.exception("sync: instance %s failed", instance.instance_id)
         problems = [Problem.from_exception(scope, exc)]
+    restores: RestoresListed | None = None
+    # The restores right after the backups, one whole listing (they are few).
+    # Not on the active poll, which only moves running backups' progress, and
+    # not when the backups could not be listed: the instance is unreachable.
+    if listed is not None and item.run.kind != SyncKind.ACTIVE:
+        try:
+            restores = fetch_restores(instance=instance, client=client)
+            problems = [*problems, *restores.problems]
+        except Exception as exc:
+            if not isinstance(exc, DcsError):
+                logger.exception("sync: restores of instance %s failed", instance.instance_id)
+            # Recorded for the instance; the backups listed above are stored all the same.
+            problems = [*problems, Problem.from_exception(f"{scope} restores", exc)]
     calls, retries, throttles = _delta(client, before)
     windowed = item.begin is not None
     with transaction.atomic():
@@ -430,6 +444,13 @@ def _sync_item(item: SyncRunItem, *, client: DcsClient) -> None:
                 if not windowed:
                     stamps["backups_synced_at"] = now
                 DcsInstance.objects.filter(pk=instance.pk).update(**stamps)
+        if restores is not None:
+            try:
+                with transaction.atomic():  # a savepoint: a failure here keeps the backups
+                    store_restores(instance=instance, listing=restores, now=now, touch=not windowed)
+            except Exception as exc:
+                logger.exception("sync: storing the restores of instance %s failed", instance.instance_id)
+                problems = [*problems, Problem.from_exception(f"{scope} restores", exc)]
         if listed is None:
             outcome = SyncOutcome.FAILED
         elif problems:
