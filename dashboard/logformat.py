@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 # ``extra={...}`` keys copied into the JSON object; each holds plain values.
 STRUCTURED_EXTRAS = ("sync_run", "retention", "export")
@@ -46,11 +47,13 @@ def _secrets() -> list[str]:
         from django.conf import settings
 
         values = [settings.DCS_SK, settings.DCS_SECURITY_TOKEN, settings.METRICS_TOKEN]
-        # The alert webhook's URL carries a chat bot's token; the SMTP password.
-        values += [
-            getattr(settings, "DASHBOARD_ALERT_WEBHOOK_URL", ""),
-            getattr(settings, "EMAIL_HOST_PASSWORD", ""),
-        ]
+        # The alert webhook's URL carries a chat bot's token (urllib3 logs the
+        # path and query alone, so those too); the SMTP password.
+        webhook = getattr(settings, "DASHBOARD_ALERT_WEBHOOK_URL", "")
+        values += [webhook, getattr(settings, "EMAIL_HOST_PASSWORD", "")]
+        if webhook:
+            parts = urlsplit(webhook)
+            values += [f"{parts.path}?{parts.query}" if parts.query else parts.path]
     except Exception:  # settings not configured (yet): nothing to redact
         return []
     # Very short values would blank ordinary words; real ones are long.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -13,17 +14,20 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth.models import Group, User
 from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import IntegrityError
 
+from backups import tasks
 from backups.alerts import config
 from backups.alerts.channels import EmailChannel, WebhookChannel, configured_channels, scrub
 from backups.alerts.digest import send_digest
 from backups.alerts.evaluate import Evaluation, apply_changes, evaluate_alerts, plan_failures
 from backups.models import Alert, AlertDelivery, AlertKind, DcsInstance
+from dashboard.logformat import RedactSecretsFilter
 from tests.factories import make_instance, make_record
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -518,3 +522,44 @@ def test_the_command_sends_the_digest_when_forced(email_on):
     call_command("send_alerts", "--digest", "--force", stdout=out)
     assert "1 sent" in out.getvalue()
     assert "Daily digest" in mail.outbox[0].subject
+
+
+def test_the_command_refuses_force_without_digest():
+    with pytest.raises(CommandError, match="--force goes with --digest"):
+        call_command("send_alerts", "--force")
+
+
+# --- Celery and logs --------------------------------------------------------------------
+
+
+def test_the_tasks_run_the_same_services(email_on, settings):
+    settings.DASHBOARD_ALERT_DIGEST_HOUR = 0
+    at_risk_instance()
+    assert tasks.evaluate_alerts_task() == {
+        "opened": 1,
+        "updated": 0,
+        "resolved": 0,
+        "sent": 1,
+        "failed": 0,
+        "busy": False,
+    }
+    assert tasks.send_alert_digest_task()["sent"] == 1
+    assert tasks.send_alert_digest_task()["sent"] == 0  # once a day
+
+
+def test_beat_evaluates_every_few_minutes_and_checks_the_digest():
+    from dashboard.celery import app
+
+    app.loader.import_default_modules()
+    schedule = django_settings.CELERY_BEAT_SCHEDULE
+    assert schedule["alerts-evaluate"]["task"] == "backups.evaluate_alerts" in app.tasks
+    assert schedule["alerts-evaluate"]["schedule"] == django_settings.DASHBOARD_ALERT_EVERY_MINUTES * 60
+    assert schedule["alerts-digest"]["task"] == "backups.send_alert_digest" in app.tasks
+
+
+def test_the_log_filter_blanks_the_webhook_url_and_its_path(settings):
+    settings.DASHBOARD_ALERT_WEBHOOK_URL = f"https://hooks.example.com/services/{SECRET}"
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "POST %s and /services/%s", None, None)
+    record.args = (settings.DASHBOARD_ALERT_WEBHOOK_URL, SECRET)
+    RedactSecretsFilter().filter(record)
+    assert SECRET not in record.getMessage()

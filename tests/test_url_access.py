@@ -44,6 +44,10 @@ TABLE = [
         "get",
         READ,
     ),
+    ("/alerts/", "get", READ),
+    ("/alerts/?_export=csv", "get", READ),
+    ("/alerts/?state=open&kind=rpo", "get", READ),
+    ("/alerts/", "post", (LOGIN, FORBIDDEN, 405, 405, 405, 405)),
     ("/audit/", "get", (LOGIN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK, OK)),
     ("/audit/?_export=csv", "get", (LOGIN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK, OK)),
     ("/audit/?_export=json", "get", (LOGIN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK, OK)),
@@ -77,6 +81,7 @@ COVERED_ROUTES = {
     "sync/now/",
     "sync/<int:pk>/",
     "audit/",
+    "alerts/",
     "preferences/timezone/",
     "preferences/language/",
 }
