@@ -16,9 +16,9 @@ from tests.factories import T0, make_instance, make_record
 LIST_URL = "/backups/"
 # Pinned: session, user, count of records (cached, so counted on a cache miss
 # only), one page of records (with their instances joined). The instance page
-# adds the instance itself and its chart's data.
+# adds the instance itself, its chart's data and its notes.
 LIST_QUERIES = 4
-DETAIL_QUERIES = 6
+DETAIL_QUERIES = 7
 
 
 def rows_of(html: str) -> list[str]:
