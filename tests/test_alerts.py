@@ -462,12 +462,13 @@ def test_the_alert_page_shows_the_history_to_a_viewer(client, email_on, django_a
     evaluate_alerts(now=NOW)
     viewer_client(client)
     client.get("/alerts/")  # the viewer's permissions, remembered for a minute
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(5):  # session, user, count, page, deliveries
         response = client.get("/alerts/")
     html = response.content.decode()
     assert response.status_code == 200
     assert html.count('badge--red">Open<') == 4
     assert f'href="/instances/{healthy.instance_id}/"' in html
+    assert f'href="/backups/{healthy.backups.get(status="failed").backup_id}/"' in html
     assert "dba@example.com" in html and "2026-11-20 09:30:00" in html
 
 
@@ -563,3 +564,29 @@ def test_the_log_filter_blanks_the_webhook_url_and_its_path(settings):
     record.args = (settings.DASHBOARD_ALERT_WEBHOOK_URL, SECRET)
     RedactSecretsFilter().filter(record)
     assert SECRET not in record.getMessage()
+
+
+def test_a_finished_fleet_sync_queues_an_evaluation(monkeypatch):
+    """The last instance of a fleet run, synced by its task against the simulator, queues the evaluation."""
+    from backups.dcs.client import DcsClient
+    from backups.simulator.server import SimulatorServer
+    from backups.sync import runs
+    from tests.conftest import make_config, make_simulator
+
+    queued = []
+    monkeypatch.setattr(tasks.evaluate_alerts_task, "apply_async", lambda *a, **kw: queued.append(kw))
+    with SimulatorServer(make_simulator(instances=1), host="127.0.0.1", port=0) as server:
+        client = DcsClient(make_config(server.url), connect_timeout=2, read_timeout=10)
+        monkeypatch.setattr(tasks.DcsClient, "from_settings", classmethod(lambda cls: client))
+        run = runs.start_fleet_run(kind="full", trigger="command")
+        runs.plan_fleet(run, client=client)
+        items = []
+        while (pk := runs.claim_next(run.pk)) is not None:
+            items.append(pk)
+        for pk in items[:-1]:
+            tasks.sync_run_item(pk)
+        assert queued == []  # not before the run is done
+        tasks.sync_run_item(items[-1])
+    run.refresh_from_db()
+    assert run.finished_at is not None
+    assert len(queued) == 1

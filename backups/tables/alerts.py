@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from backups.alerts.messages import alert_path
 from backups.choices import ColoredChoices
 from backups.models import Alert, AlertKind
 from backups.tables.columns import ChoiceBadgeColumn, InstanceColumn, TimestampColumn, duration_text
@@ -114,11 +115,26 @@ class DeliveriesColumn(tables.Column):
         )
 
 
+class SummaryColumn(tables.Column):
+    """The summary, linked to the page the alert concerns (the failed backup, else the instance)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("orderable", False)
+        kwargs.setdefault("attrs", {"td": {"class": "cell--wrap"}})
+        super().__init__(*args, **kwargs)
+
+    def render(self, value, record):
+        return format_html('<a href="{}">{}</a>', alert_path(record), value)
+
+    def value(self, value):
+        return value
+
+
 class AlertTable(tables.Table):
     state = StateColumn(verbose_name=_("State"))
     kind = ChoiceBadgeColumn(ColoredAlertKind, verbose_name=_("Kind"))
     instance = InstanceColumn(verbose_name=_("Instance"))
-    summary = tables.Column(verbose_name=_("Summary"), orderable=False, attrs={"td": {"class": "cell--wrap"}})
+    summary = SummaryColumn(verbose_name=_("Summary"))
     opened_at = TimestampColumn(verbose_name=_("Opened"), orderable=True, order_by=("opened_at", "id"))
     resolved_at = TimestampColumn(verbose_name=_("Recovered"), orderable=False, default="—")
     duration = AlertDurationColumn(verbose_name=_("Duration"))

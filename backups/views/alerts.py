@@ -2,7 +2,7 @@
 
 Read by every role (``backups.view_alert``, which Viewers have); nothing here
 writes. Five queries: session, user, the count, one page of alerts with
-their instance joined, and the page's deliveries.
+their instance and record joined, and the page's deliveries.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class AlertListView(TablePageMixin, SingleTableView):
 
     def get_queryset(self):
         return (
-            Alert.objects.select_related("instance")
+            Alert.objects.select_related("instance", "record")
             .prefetch_related(
                 Prefetch("deliveries", queryset=AlertDelivery.objects.order_by("sent_at", "id"))
             )
