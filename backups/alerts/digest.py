@@ -45,7 +45,7 @@ def day_start(now: datetime) -> datetime:
 
 def build_digest(*, now: datetime) -> Message:
     since = now - DIGEST_PERIOD
-    alerts = Alert.objects.select_related("instance", "record")
+    alerts = Alert.objects.select_related("instance", "record").defer("instance__raw", "record__raw")
     return digest_message(
         now=now,
         open_now=list(alerts.filter(resolved_at=None).order_by("opened_at", "id")),

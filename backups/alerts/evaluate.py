@@ -157,12 +157,15 @@ def _rpo_recovery(alert: Alert) -> str:
 
 
 def plan_rpo(*, now: datetime) -> list[Change]:
-    risky = with_risk(DcsInstance.objects.order_by(), now=now).filter(at_risk=True)
+    # Not the raw JSON: after an outage most of a big fleet is at risk at once.
+    risky = with_risk(DcsInstance.objects.defer("raw").order_by(), now=now).filter(at_risk=True)
     with_overdue = "overdue" in risky.query.annotations
     at_risk = {instance.pk: instance for instance in risky}
     open_alerts = {
         alert.instance_id: alert
-        for alert in Alert.objects.filter(kind=AlertKind.RPO, resolved_at=None).select_related("instance")
+        for alert in Alert.objects.filter(kind=AlertKind.RPO, resolved_at=None)
+        .select_related("instance")
+        .defer("instance__raw")
     }
     changes = [
         _rpo_change(instance, with_overdue=with_overdue)
@@ -210,9 +213,13 @@ def plan_failures(*, now: datetime) -> list[Change]:
         .values("pk")[:1]
     )
     instances = list(
-        DcsInstance.objects.filter(pk__in=candidates).annotate(newest_finished_pk=Subquery(newest_finished))
+        DcsInstance.objects.filter(pk__in=candidates)
+        .defer("raw")
+        .annotate(newest_finished_pk=Subquery(newest_finished))
     )
-    records = BackupRecord.objects.in_bulk([i.newest_finished_pk for i in instances if i.newest_finished_pk])
+    records = BackupRecord.objects.defer("raw").in_bulk(
+        [i.newest_finished_pk for i in instances if i.newest_finished_pk]
+    )
     changes = []
     for instance in instances:
         record = records.get(instance.newest_finished_pk)
@@ -321,6 +328,7 @@ def pending_deliveries(*, now: datetime, channels: list[Channel]) -> list[tuple[
     alerts = (
         Alert.objects.filter(Q(opened_at__gte=since) | Q(resolved_at__gte=since))
         .select_related("instance", "record")
+        .defer("instance__raw", "record__raw")
         .prefetch_related("deliveries")
         .order_by("opened_at", "id")
     )

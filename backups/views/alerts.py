@@ -29,6 +29,7 @@ class AlertListView(TablePageMixin, SingleTableView):
     def get_queryset(self):
         return (
             Alert.objects.select_related("instance", "record")
+            .defer("instance__raw", "record__raw")
             .prefetch_related(
                 Prefetch("deliveries", queryset=AlertDelivery.objects.order_by("sent_at", "id"))
             )
