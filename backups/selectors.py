@@ -41,6 +41,7 @@ from django.utils import timezone
 
 from backups.choices import BackupStatus, SyncOutcome
 from backups.models import BackupHourlyCount, BackupRecord, DcsInstance, SyncError, SyncRun
+from backups.restores import with_restore_facts
 from backups.sync.health import SyncHealth, health, health_from, health_queries
 
 SUCCEEDED = BackupStatus.SUCCEED.value
@@ -196,8 +197,10 @@ def instance_for_page(instance_id: str, *, now: datetime, window_start: datetime
     queryset = with_sync_staleness(
         with_risk(DcsInstance.objects.filter(instance_id=instance_id), now=now), now=now
     )
+    # Its last restorable backup and last restore too (backups.restores), in the same query.
     return (
-        queryset.annotate(success_before_window_at=Subquery(before))
+        with_restore_facts(queryset, detail=True)
+        .annotate(success_before_window_at=Subquery(before))
         .order_by(F("gone_at").asc(nulls_first=True), "pk")
         .first()
     )

@@ -21,9 +21,9 @@ LIST_URL = "/instances/"
 # Pinned. The list: session, user, the filter's choices (regions, engines,
 # statuses in one query), the count, one page of annotated rows. The detail
 # page: session, user, the instance with its last success, the chart's
-# backups, the table's count and page, its notes.
+# backups, the table's count and page, its notes, its restores.
 LIST_QUERIES = 5
-DETAIL_QUERIES = 7
+DETAIL_QUERIES = 8
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from backups import sync
 from backups.choices import SyncOutcome
@@ -18,7 +19,7 @@ from backups.dcs.retry import RetryPolicy
 from backups.models import BackupRecord, DcsInstance, RestoreRecord, RestoreStatusChange, SyncError
 from backups.sync.restores import store_restores
 from tests.conftest import PROJECTS
-from tests.factories import make_instance
+from tests.factories import T0, make_instance, make_record
 
 pytestmark = pytest.mark.django_db
 
@@ -299,3 +300,171 @@ def test_the_active_poll_lists_no_restores(clocked_simulator, clocked_client):
     assert run is not None, "the simulator's stream always has a backup going"
     assert clocked_simulator.endpoint_counts["ListBackupRecords"] == run.instances_seen > 0
     assert "ListRestoreRecords" not in clocked_simulator.endpoint_counts
+
+
+# --- Pages ------------------------------------------------------------------------
+
+HOUR = timedelta(hours=1)
+
+
+def make_restore(instance, **fields) -> RestoreRecord:
+    n = RestoreRecord.objects.count() + 1
+    created = fields.pop("created_at", T0 + n * HOUR)
+    values = {
+        "restore_id": f"r{n:07d}-restore",
+        "restore_name": f"restore_{n}",
+        "status": "succeed",
+        "progress": Decimal("100.00"),
+        "created_at": created,
+        "updated_at": created + timedelta(minutes=3),
+        "first_seen": created,
+        "last_seen": created,
+    }
+    values.update(fields)
+    return RestoreRecord.objects.create(instance=instance, **values)
+
+
+def viewer_client(client, django_user_model):
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user("support", password="not-a-real-password-1")
+    user.groups.add(Group.objects.get(name="Viewer"))
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def restored():
+    """An instance with backups of every kind and three restores, one from a backup we do not hold."""
+    instance = make_instance(name="orders-cache")
+    good = make_record(instance, backup_name="backup_good", created_at=T0)
+    make_record(instance, backup_name="backup_gone", created_at=T0 + HOUR, gone_at=T0 + 3 * HOUR)
+    make_record(instance, backup_name="backup_failed", status="failed", created_at=T0 + 2 * HOUR)
+    make_record(instance, backup_name="backup_no_restore", is_support_restore=False, created_at=T0 + 3 * HOUR)
+    make_restore(
+        instance,
+        restore_name="restore_ok",
+        backup_id=good.backup_id,
+        backup_name=good.backup_name,
+        created_at=T0,
+    )
+    make_restore(
+        instance,
+        restore_name="restore_bad",
+        status="failed",
+        progress=Decimal("41.50"),
+        error_code="dcs.08.0007",
+        backup_id="not-held",
+        backup_name="backup_old",
+        restore_remark="回滚 after deploy",
+        created_at=T0 + 4 * HOUR,
+    )
+    make_restore(
+        instance,
+        restore_name="restore_now",
+        status="restoring",
+        progress=Decimal("37.50"),
+        updated_at=None,
+        backup_id=good.backup_id,
+        backup_name=good.backup_name,
+        created_at=T0 + 5 * HOUR,
+    )
+    return instance, good
+
+
+def _detail(instance) -> str:
+    return reverse("backups:instance-detail", args=[instance.instance_id])
+
+
+def test_the_instance_page_lists_its_restores(admin_client, restored):
+    instance, good = restored
+    html = admin_client.get(_detail(instance)).content.decode()
+    section = html.split('id="restores-title"', 1)[1].split("</section>", 1)[0]
+
+    assert section.index("restore_now") < section.index("restore_bad") < section.index("restore_ok")
+    assert 'badge--red">Failed<' in section and 'badge--green">Succeeded<' in section
+    assert 'badge--cyan">Restoring<' in section
+    assert 'value="37.5"' in section, "a running restore shows its progress"
+    assert "41.5" not in section, "a finished one does not"
+    backup_url = reverse("backups:backup-detail", args=[good.backup_id])
+    assert section.count(f'href="{backup_url}"') == 2
+    assert "backup_old" in section and 'href="/backups/not-held/"' not in section
+    assert "dcs.08.0007" in section and "回滚 after deploy" in section
+    assert "2025-03-01 16:03:00" in section, "finished, exact"
+
+
+def test_the_instance_page_shows_the_last_restorable_backup_and_the_last_restore(admin_client, restored):
+    instance, good = restored
+    html = admin_client.get(_detail(instance)).content.decode()
+    facts = html.split('id="facts-title"', 1)[1].split("</section>", 1)[0]
+    restorable = facts.split("Last restorable backup", 1)[1].split("</div>", 1)[0]
+    last = facts.split("Last restore<", 1)[1].split("</div>", 1)[0]
+
+    # The failed, gone and not-restorable backups are newer, but cannot be restored from.
+    assert reverse("backups:backup-detail", args=[good.backup_id]) in restorable
+    assert "2025-03-01 12:00:00" in restorable
+    assert 'badge--cyan">Restoring<' in last and "2025-03-01 17:00:00" in last
+
+
+def test_an_instance_without_restores_says_so(admin_client):
+    instance = make_instance()
+    html = admin_client.get(_detail(instance)).content.decode()
+    assert "No restores of this instance." in html
+    facts = html.split('id="facts-title"', 1)[1].split("</section>", 1)[0]
+    assert "Last restore<" in facts and "never" in facts.split("Last restore<", 1)[1].split("</div>", 1)[0]
+
+
+def test_the_instance_page_costs_one_query_for_its_restores_whatever_their_number(
+    admin_client, restored, django_assert_max_num_queries
+):
+    instance, good = restored
+    admin_client.get(_detail(instance))
+    with CaptureQueriesContext(connection) as few:
+        admin_client.get(_detail(instance))
+    for n in range(30):
+        make_restore(instance, backup_id=good.backup_id if n % 2 else f"x{n}", created_at=T0 - n * HOUR)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = admin_client.get(_detail(instance))
+    assert response.content.decode().count('class="restore__name"') == 33
+
+
+def test_the_fleet_table_shows_restore_columns_in_its_queries(
+    admin_client, restored, django_assert_max_num_queries
+):
+    assert restored
+    other = make_instance(name="session-store")
+    admin_client.get("/instances/")
+    with django_assert_max_num_queries(5):
+        html = admin_client.get("/instances/").content.decode()
+    assert "Last restorable backup" in html and "Last restore" in html
+    row = html.split(">orders-cache</a>", 1)[1].split("</tr>", 1)[0]
+    assert 'badge--cyan">Restoring<' in row
+    assert "2025-03-01T12:00:00" in row, "the last restorable backup's exact time"
+    other_row = html.split(f">{other.name}</a>", 1)[1].split("</tr>", 1)[0]
+    assert ">never<" in other_row and ">none<" in other_row
+
+    for n in range(20):
+        make_restore(make_instance(), created_at=T0 + n * HOUR)
+    with django_assert_max_num_queries(5):
+        admin_client.get("/instances/")
+
+
+def test_the_fleet_export_carries_the_restore_facts_in_utc(admin_client, restored):
+    import csv
+    import io
+
+    response = admin_client.get("/instances/", {"_export": "csv"})
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
+    [row] = [r for r in rows if r["Instance"].startswith("orders-cache")]
+    assert row["Last restorable backup"] == "2025-03-01T12:00:00Z"
+    assert (row["Last restore"], row["Last restore status"]) == ("2025-03-01T17:00:00Z", "restoring")
+
+
+def test_a_viewer_sees_restores_and_cannot_sync(client, django_user_model, restored):
+    instance, _ = restored
+    viewer_client(client, django_user_model)
+    html = client.get(_detail(instance)).content.decode()
+    assert "restore_bad" in html and "Last restore" in html
+    assert "Last restorable backup" in client.get("/instances/").content.decode()
+    response = client.post(reverse("backups:instance-sync-now", args=[instance.instance_id]))
+    assert response.status_code == 403

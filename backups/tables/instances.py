@@ -19,7 +19,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from backups.choices import NEUTRAL, BackupStatus
+from backups.choices import NEUTRAL, BackupStatus, RestoreStatus
 from backups.models import DcsInstance
 from backups.selectors import at_risk_threshold
 from backups.tables.columns import BytesColumn, InstanceColumn
@@ -143,6 +143,11 @@ class DcsInstanceTable(tables.Table):
         attrs={"th": {"class": "cell--num"}, "td": {"class": "cell--num"}},
     )
     backed_up_size = BytesColumn(verbose_name=_("Backed-up size"), orderable=False)
+    # Restore facts (backups.restores.with_restore_facts): subqueries, so not sortable.
+    last_restorable_at = tables.Column(
+        verbose_name=_("Last restorable backup"), empty_values=(), orderable=False
+    )
+    last_restore_at = tables.Column(verbose_name=_("Last restore"), empty_values=(), orderable=False)
 
     # Exports carry these plain facts in columns of their own, after the
     # column whose cell shows them together.
@@ -151,6 +156,7 @@ class DcsInstanceTable(tables.Table):
         "engine": (("engine_version", _("Engine version"), "engine_version"),),
         "last_backup_at": (("last_backup_status", _("Last backup status"), "last_backup_status"),),
         "last_success_at": (("at_risk", _("At risk"), "at_risk"),),
+        "last_restore_at": (("last_restore_status", _("Last restore status"), "last_restore_status"),),
         "backups_30d": (
             ("succeeded_30d", _("Succeeded (30 d)"), "succeeded_30d"),
             ("failed_30d", _("Failed (30 d)"), "failed_30d"),
@@ -170,6 +176,8 @@ class DcsInstanceTable(tables.Table):
             "backups_30d",
             "success_rate_30d",
             "backed_up_size",
+            "last_restorable_at",
+            "last_restore_at",
         )
         order_by_field = "sort"
         per_page = 50
@@ -223,6 +231,30 @@ class DcsInstanceTable(tables.Table):
         return last_success_html(record, now=self.now, threshold=self.threshold)
 
     def value_last_success_at(self, value):
+        return utc_z(value) if value else ""
+
+    # --- restores ---
+
+    def render_last_restorable_at(self, value, record):
+        if value is None:
+            return format_html('<span class="age age--none">{}</span>', _("none"))
+        return age_html(value, now=self.now)
+
+    def value_last_restorable_at(self, value):
+        return utc_z(value) if value else ""
+
+    def render_last_restore_at(self, value, record):
+        if value is None:
+            return format_html('<span class="age age--none">{}</span>', _("never"))
+        status = getattr(record, "last_restore_status", "")
+        return format_html(
+            '<span class="badge badge--{}">{}</span> {}',
+            RestoreStatus.color_of(status),
+            RestoreStatus.label_of(status),
+            age_html(value, now=self.now),
+        )
+
+    def value_last_restore_at(self, value):
         return utc_z(value) if value else ""
 
     # --- 30 days ---

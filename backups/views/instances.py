@@ -16,6 +16,7 @@ from backups.charts import backup_chart
 from backups.filters.instances import DcsInstanceFilterSet
 from backups.incident import incident_link
 from backups.models import DcsInstance
+from backups.restores import RESTORES_ON_PAGE, restores_of, with_restore_facts
 from backups.selectors import (
     SUCCEEDED,
     at_risk_threshold,
@@ -28,6 +29,7 @@ from backups.selectors import (
 from backups.tables import BackupRecordTable, DcsInstanceTable
 from backups.tables.columns import duration_text
 from backups.tables.instances import age_html, last_success_html
+from backups.tables.restores import RestoreRecordTable, restore_status_badge
 from backups.timewindow import PRESETS
 from backups.views.mixins import TablePageMixin
 from backups.views.notes import instance_notes, notes_context
@@ -55,7 +57,8 @@ class InstanceListView(TablePageMixin, SingleTableView):
     filtered_empty_text = gettext_lazy("No DCS instances match these filters.")
 
     def get_queryset(self):
-        return instances_with_stats(now=self.now)
+        # The restore columns are subqueries too: for the rows of the page only.
+        return with_restore_facts(instances_with_stats(now=self.now))
 
     def get_table_kwargs(self) -> dict:
         return {"now": self.now}
@@ -69,9 +72,10 @@ class InstanceListView(TablePageMixin, SingleTableView):
 class InstanceDetailView(TablePageMixin, DetailView):
     """One instance: its facts, a chart of its backups with the gaps, and its backup table.
 
-    Seven queries: session, user, the instance (with its last success, risk and
-    sync staleness as subqueries and expressions), the chart's backups in the
-    window, the table's count and page, and the instance's notes. Whether to offer "Sync now" is
+    Eight queries: session, user, the instance (with its last success, risk,
+    sync staleness and restore facts as subqueries and expressions), the
+    chart's backups in the window, the table's count and page, the
+    instance's notes, and its restores. Whether to offer "Sync now" is
     remembered per user for a minute (views.sync.can_trigger_sync).
     """
 
@@ -119,8 +123,23 @@ class InstanceDetailView(TablePageMixin, DetailView):
         context.update(self.history_context(self.object))
         context.update(self.sync_context(self.object))
         context.update(notes_context(self.request, instance_notes(self.object)))
+        context.update(self.restores_context(self.object))
         context["incident_filter_url"] = reverse("backups:instance-list")
         return context
+
+    def restores_context(self, instance: DcsInstance) -> dict:
+        """Its restores (one query), and the last one with its status."""
+        rows = restores_of(instance)
+        shown = rows[:RESTORES_ON_PAGE]
+        return {
+            "restores_table": RestoreRecordTable(
+                shown, caption=_("Restores of %(instance)s") % {"instance": instance}
+            ),
+            "restores_more": len(rows) > RESTORES_ON_PAGE,
+            "restores_shown": RESTORES_ON_PAGE,
+            "last_restore": shown[0] if shown else None,
+            "last_restore_badge": restore_status_badge(shown[0].status) if shown else "",
+        }
 
     def sync_context(self, instance: DcsInstance) -> dict:
         """When its backups were last listed, whether that is stale, and "Sync now"."""
