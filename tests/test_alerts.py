@@ -20,6 +20,7 @@ from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError
+from django.utils import timezone
 
 from backups import tasks
 from backups.alerts import config
@@ -590,3 +591,63 @@ def test_a_finished_fleet_sync_queues_an_evaluation(monkeypatch):
     run.refresh_from_db()
     assert run.finished_at is not None
     assert len(queued) == 1
+
+
+def test_notifications_wait_while_another_evaluation_holds_the_lease(email_on):
+    from backups import locks
+
+    at_risk_instance()
+    other = locks.acquire("alerts:deliver", holder="another-worker", ttl=60)
+    evaluation = evaluate_alerts(now=NOW)
+    assert evaluation.deliveries.busy and mail.outbox == []
+    other.release()
+    evaluate_alerts(now=NOW + timedelta(minutes=5))
+    assert len(mail.outbox) == 1
+
+
+def test_a_template_that_does_not_render_json_is_a_failed_delivery(webhook, settings, tmp_path):
+    template = tmp_path / "hook.json"
+    template.write_text("not json {{ summary }}")
+    settings.DASHBOARD_ALERT_WEBHOOK_FORMAT = "template"
+    settings.DASHBOARD_ALERT_WEBHOOK_TEMPLATE = str(template)
+    at_risk_instance()
+    evaluate_alerts(now=NOW)
+    [delivery] = AlertDelivery.objects.all()
+    assert not delivery.ok and "did not render JSON" in delivery.error
+    assert webhook.received == []
+
+
+def test_a_failing_digest_is_tried_up_to_the_cap_in_a_day(webhook, settings):
+    webhook.answers = [(500, b"down")] * 10
+    for minutes in range(0, 90, 15):
+        send_digest(now=NOW + timedelta(minutes=minutes))
+    assert AlertDelivery.objects.filter(event="digest").count() == settings.DASHBOARD_ALERT_MAX_ATTEMPTS
+
+
+def test_the_digest_dry_run_prints_it_and_sends_nothing(email_on):
+    at_risk_instance(name="orders")
+    evaluate_alerts(now=timezone.now())
+    mail.outbox.clear()
+    out = StringIO()
+    call_command("send_alerts", "--digest", "--dry-run", "--force", stdout=out)
+    assert "Daily digest" in out.getvalue() and "orders" in out.getvalue()
+    assert mail.outbox == [] and not AlertDelivery.objects.filter(event="digest").exists()
+
+
+def test_the_filter_form_gets_the_table_region_back_over_htmx(client):
+    at_risk_instance(name="orders")
+    evaluate_alerts(now=NOW)
+    viewer_client(client)
+    response = client.get("/alerts/?kind=rpo", headers={"HX-Request": "true"})
+    assert response.status_code == 200 and 'id="alert-table"' in response.content.decode()
+
+
+def test_the_admin_shows_alerts_and_changes_none(client):
+    at_risk_instance()
+    evaluate_alerts(now=NOW)
+    client.force_login(User.objects.create_superuser("root", password="not-a-real-password-1"))
+    alert = Alert.objects.get()
+    assert client.get("/admin/backups/alert/").status_code == 200
+    assert client.get(f"/admin/backups/alert/{alert.pk}/change/").status_code == 200
+    assert client.get("/admin/backups/alert/add/").status_code == 403
+    assert client.get("/admin/backups/alertdelivery/").status_code == 200
