@@ -219,3 +219,24 @@ class AlertDeliveryAdmin(ReadOnlyAdmin):
     list_display = ("sent_at", "event", "channel", "target", "ok", "alert")
     list_filter = ("event", "channel", "ok")
     raw_id_fields = ("alert",)
+
+
+# --- RPO policies (backups.rpo) ---------------------------------------------------
+
+from backups.models import RpoPolicy  # noqa: E402 - kept with its section
+
+
+@admin.register(RpoPolicy)
+class RpoPolicyAdmin(admin.ModelAdmin):
+    """Editable: saving or deleting one recomputes the fleet's RPOs (the receivers in backups.rpo)."""
+
+    list_display = ("scope", "region", "tag_key", "tag_value", "instance", "max_age", "reason", "updated_at")
+    list_filter = ("scope",)
+    search_fields = ("region", "tag_key", "tag_value", "instance__instance_id", "instance__name", "reason")
+    raw_id_fields = ("instance",)
+    readonly_fields = ("created_by", "created_at", "updated_at")
+
+    def save_model(self, request, obj, form, change):
+        if not change and obj.created_by_id is None:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)

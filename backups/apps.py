@@ -50,3 +50,5 @@ class BackupsConfig(AppConfig):
     def ready(self) -> None:
         pre_migrate.connect(drop_sqlite_summary_triggers, sender=self)
         post_migrate.connect(ensure_summary_triggers, sender=self)
+        # The RPO policies' receivers: a change in the admin recomputes the fleet's RPOs too.
+        from backups import rpo  # noqa: F401

@@ -23,6 +23,7 @@ from django.db.models import (
     BooleanField,
     Case,
     Count,
+    DurationField,
     ExpressionWrapper,
     F,
     FloatField,
@@ -42,6 +43,7 @@ from django.utils import timezone
 from backups.choices import BackupStatus, SyncOutcome
 from backups.models import BackupHourlyCount, BackupRecord, DcsInstance, SyncError, SyncRun
 from backups.restores import with_restore_facts
+from backups.rpo import DEFAULT_SOURCE, default_rpo
 from backups.sync.health import SyncHealth, health, health_from, health_queries
 
 SUCCEEDED = BackupStatus.SUCCEED.value
@@ -51,7 +53,15 @@ STATS_PERIOD = timedelta(days=30)
 
 
 def at_risk_threshold() -> timedelta:
-    return timedelta(hours=settings.DASHBOARD_AT_RISK_HOURS)
+    """The default RPO (DASHBOARD_RPO_HOURS): what applies without an RPO policy."""
+    return default_rpo()
+
+
+def rpo_expression() -> Coalesce:
+    """An instance's RPO in SQL: its own (from a policy, backups.rpo), else the default setting."""
+    return Coalesce(
+        F("rpo"), Value(default_rpo(), output_field=DurationField()), output_field=DurationField()
+    )
 
 
 def sync_stale_after() -> timedelta:
@@ -123,26 +133,67 @@ def _count_of(records: QuerySet[BackupRecord]) -> Coalesce:
 
 
 def with_risk(queryset: QuerySet[DcsInstance], *, now: datetime) -> QuerySet[DcsInstance]:
-    """Adds ``single_node`` and ``at_risk`` to a queryset of instances.
+    """Adds ``single_node``, ``effective_rpo``, ``rpo_from``, ``success_age``, ``at_risk`` and ``overdue``.
 
     At risk: listed by the API, backed up in principle (not single-node), and
-    no success within the threshold, or none ever. A success exactly at the
-    threshold's edge is still within it.
+    no success within its RPO (backups.rpo), or none ever. A success exactly
+    at the RPO's edge is still within it. ``overdue`` is how far past its RPO
+    an instance at risk is (a duration); NULL when it is not at risk, and
+    when it never had a success (no age to measure: those rank first).
+
+    The age is ``now - last_success_at`` compared with the RPO, both
+    durations: Django computes the difference of two times on SQLite
+    (microseconds) and PostgreSQL (an interval) alike, where "time minus a
+    duration column" would compare text with a time on SQLite.
     """
-    cutoff = now - at_risk_threshold()
-    return queryset.annotate(
-        single_node=Case(
-            When(single_node_q(), then=Value(True)), default=Value(False), output_field=BooleanField()
-        ),
-    ).annotate(
-        at_risk=Case(
-            When(single_node=True, then=Value(False)),
-            When(gone_at__isnull=False, then=Value(False)),
-            When(Q(last_success_at__isnull=True) | Q(last_success_at__lt=cutoff), then=Value(True)),
-            default=Value(False),
-            output_field=BooleanField(),
+    age = ExpressionWrapper(Value(now) - F("last_success_at"), output_field=DurationField())
+    return (
+        queryset.annotate(
+            single_node=Case(
+                When(single_node_q(), then=Value(True)), default=Value(False), output_field=BooleanField()
+            ),
+            effective_rpo=rpo_expression(),
+            # Where it comes from; "" is an instance no recompute has reached yet.
+            rpo_from=Case(When(rpo_source="", then=Value(DEFAULT_SOURCE)), default=F("rpo_source")),
+            success_age=age,
+        )
+        .annotate(
+            at_risk=Case(
+                When(single_node=True, then=Value(False)),
+                When(gone_at__isnull=False, then=Value(False)),
+                When(
+                    Q(last_success_at__isnull=True) | Q(success_age__gt=F("effective_rpo")), then=Value(True)
+                ),
+                default=Value(False),
+                output_field=BooleanField(),
+            ),
+        )
+        .annotate(
+            overdue=Case(
+                When(
+                    at_risk=True,
+                    last_success_at__isnull=False,
+                    then=ExpressionWrapper(
+                        F("success_age") - F("effective_rpo"), output_field=DurationField()
+                    ),
+                ),
+                default=Value(None, output_field=DurationField()),
+                output_field=DurationField(),
+            ),
         )
     )
+
+
+def by_overdue(queryset: QuerySet[DcsInstance], *, descending: bool = True) -> QuerySet[DcsInstance]:
+    """Most over its RPO first: never backed up, then the most overdue, then the rest by name.
+
+    ``descending=False`` is the exact reverse. Needs :func:`with_risk`.
+    """
+    if descending:
+        keys = (F("at_risk").desc(), F("overdue").desc(nulls_first=True), "name", "instance_id", "pk")
+    else:
+        keys = (F("at_risk").asc(), F("overdue").asc(nulls_last=True), "-name", "-instance_id", "-pk")
+    return queryset.order_by(*keys)
 
 
 def instances_with_stats(*, now: datetime) -> QuerySet[DcsInstance]:
@@ -313,9 +364,9 @@ def running_backups(*, limit: int = 100, scope: FleetScope = FLEET) -> list[Back
 
 @dataclass(frozen=True)
 class FleetRisk:
-    at_risk: list[DcsInstance]  # worst first: never backed up, then the oldest last success
+    at_risk: list[DcsInstance]  # worst first: never backed up, then the most over its RPO
     single_node: list[DcsInstance]  # not backed up by design, never at risk
-    threshold: timedelta
+    threshold: timedelta  # the default RPO; an instance's own is its effective_rpo
     # Listed instances whose backups no sync has listed lately, longest first
     # (see with_sync_staleness); an instance may be here and at risk too.
     sync_stale: list[DcsInstance] = field(default_factory=list)
@@ -365,8 +416,8 @@ def fleet_risk(*, now: datetime, scope: FleetScope = FLEET) -> FleetRisk:
         # The whole fleet may be listed here (every instance stale while the
         # workers are down): not with its raw JSON.
         .defer("raw")
-        .order_by(F("last_success_at").asc(nulls_first=True), "name", "instance_id", "pk")
     )
+    rows = by_overdue(rows)
     at_risk, single, stale = [], [], []
     for row in rows:
         if row.single_node:
@@ -570,11 +621,13 @@ __all__ = [
     "at_risk_threshold",
     "backup_status_counts",
     "backups_in_window",
+    "by_overdue",
     "find_gaps",
     "fleet_risk",
     "instance_for_page",
     "instances_with_stats",
     "record_total",
+    "rpo_expression",
     "running_backups",
     "single_node_q",
     "stale_instances",

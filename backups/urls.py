@@ -1,11 +1,12 @@
 from django.urls import path
 
-from backups.views import audit, instances, overview, preferences, records, sync
-from backups.views import incident as incident_views
-from backups.views import notes as note_views
 from backups.views import alerts as alert_views
+from backups.views import audit, instances, overview, preferences, records, sync
 from backups.views import calendar as calendar_views
 from backups.views import errors as error_views
+from backups.views import incident as incident_views
+from backups.views import notes as note_views
+from backups.views import rpo as rpo_views
 
 app_name = "backups"
 
@@ -34,4 +35,8 @@ urlpatterns = [
     path("alerts/", alert_views.AlertListView.as_view(), name="alert-list"),
     path("calendar/", calendar_views.CalendarView.as_view(), name="calendar"),
     path("errors/", error_views.ErrorCodesView.as_view(), name="error-codes"),
+    path("rpo/", rpo_views.RpoPolicyListView.as_view(), name="rpo-list"),
+    path("rpo/new/", rpo_views.RpoPolicyEditView.as_view(), name="rpo-create"),
+    path("rpo/<int:pk>/", rpo_views.RpoPolicyEditView.as_view(), name="rpo-edit"),
+    path("rpo/<int:pk>/delete/", rpo_views.RpoPolicyDeleteView.as_view(), name="rpo-delete"),
 ]

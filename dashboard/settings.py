@@ -281,8 +281,25 @@ USE_TZ = True
 
 # --- Dashboard ----------------------------------------------------------------
 
-# An instance is at risk when its last successful backup is older than this.
-DASHBOARD_AT_RISK_HOURS = envint("DASHBOARD_AT_RISK_HOURS", 24, minimum=1, maximum=24 * 365)
+# The default RPO: an instance is at risk when its last successful backup is
+# older than this, unless an RPO policy for its region, a tag or itself says
+# otherwise (backups.rpo). DASHBOARD_AT_RISK_HOURS is the older name, still
+# read when the new one is unset.
+DASHBOARD_RPO_HOURS = envint(
+    "DASHBOARD_RPO_HOURS",
+    envint("DASHBOARD_AT_RISK_HOURS", 26, minimum=1, maximum=24 * 365),
+    minimum=1,
+    maximum=24 * 365,
+)
+DASHBOARD_AT_RISK_HOURS = DASHBOARD_RPO_HOURS
+# A succeeded backup is an anomaly when its size or duration differs from the
+# median of the instance's previous DASHBOARD_ANOMALY_WINDOW succeeded backups
+# by more than this ratio (0.4: 40 % smaller or larger); with fewer than five
+# known values before it, nothing is flagged.
+DASHBOARD_ANOMALY_RATIO = envfloat("DASHBOARD_ANOMALY_RATIO", 0.4, minimum=0.01)
+if DASHBOARD_ANOMALY_RATIO > 100:  # envfloat has no maximum; inf would flag nothing, silently
+    raise ImproperlyConfigured(f"DASHBOARD_ANOMALY_RATIO must be at most 100, got {DASHBOARD_ANOMALY_RATIO}")
+DASHBOARD_ANOMALY_WINDOW = envint("DASHBOARD_ANOMALY_WINDOW", 14, minimum=5, maximum=1000)
 # The overview warns when the last successful fleet sync is older than this.
 DASHBOARD_SYNC_STALE_MINUTES = envint("DASHBOARD_SYNC_STALE_MINUTES", 30, minimum=1)
 

@@ -105,7 +105,7 @@ def test_it_lists_every_listed_instance_with_its_backup_health(admin_client):
 def test_it_colours_the_last_success_by_the_threshold(admin_client):
     now = timezone.now()
     late = make_instance(name="late")
-    make_record(late, status="succeed", created_at=now - 25 * HOUR)
+    make_record(late, status="succeed", created_at=now - 27 * HOUR)  # past the default RPO, 26 h
     never = make_instance(name="never")
     single = make_instance(name="single", spec_code="redis.single.xu1.tiny.128")
 
@@ -360,7 +360,7 @@ def test_it_says_when_the_instance_is_at_risk(admin_client):
     html = admin_client.get(detail_url(instance)).text
 
     assert "At risk: the last successful backup was" in html
-    assert "more than 24 hours ago." in html
+    assert "more than 26 hours ago." in html  # the default RPO
     assert '<span class="badge badge--red">at risk</span>' in html
 
 
@@ -464,7 +464,7 @@ def test_it_starts_gaps_when_the_instance_was_created(admin_client):
 
     html = admin_client.get(detail_url(instance)).text
 
-    assert "No period of more than 24 hours without a successful backup in this window." in html
+    assert "No period of more than 26 hours without a successful backup in this window." in html
 
 
 @pytest.mark.django_db

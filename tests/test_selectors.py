@@ -23,6 +23,8 @@ from tests.factories import T0, make_instance, make_record, make_sync_run
 NOW = T0 + timedelta(days=40)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
+# The default RPO (DASHBOARD_RPO_HOURS) of an instance no policy names.
+RPO = 26 * HOUR
 
 
 def stats_of(instance, now=NOW):
@@ -130,7 +132,7 @@ def test_it_lists_running_backups_longest_running_first():
 @pytest.mark.django_db
 def test_it_keeps_an_instance_whose_last_success_is_exactly_at_the_threshold():
     instance = make_instance()
-    make_record(instance, status="succeed", created_at=NOW - 24 * HOUR)
+    make_record(instance, status="succeed", created_at=NOW - RPO)
 
     assert fleet_risk(now=NOW).at_risk == []
     assert stats_of(instance).at_risk is False
@@ -139,7 +141,7 @@ def test_it_keeps_an_instance_whose_last_success_is_exactly_at_the_threshold():
 @pytest.mark.django_db
 def test_it_puts_an_instance_at_risk_a_second_past_the_threshold():
     instance = make_instance()
-    make_record(instance, status="succeed", created_at=NOW - 24 * HOUR - timedelta(seconds=1))
+    make_record(instance, status="succeed", created_at=NOW - RPO - timedelta(seconds=1))
 
     assert fleet_risk(now=NOW).at_risk == [instance]
     assert stats_of(instance).at_risk is True
@@ -147,7 +149,7 @@ def test_it_puts_an_instance_at_risk_a_second_past_the_threshold():
 
 @pytest.mark.django_db
 def test_it_follows_the_at_risk_setting(settings):
-    settings.DASHBOARD_AT_RISK_HOURS = 2
+    settings.DASHBOARD_RPO_HOURS = 2
     instance = make_instance()
     make_record(instance, status="succeed", created_at=NOW - 3 * HOUR)
 
@@ -178,7 +180,7 @@ def test_it_lists_instances_at_risk_worst_first():
 
     assert risk.at_risk == [never, oldest, recent_ish]
     assert risk.at_risk[0].last_success_at is None
-    assert risk.threshold == 24 * HOUR
+    assert risk.threshold == RPO
 
 
 @pytest.mark.django_db

@@ -44,11 +44,14 @@ class DcsInstanceFilterSet(django_filters.FilterSet):
     gone = django_filters.ChoiceFilter(
         choices=GONE_CHOICES, method="filter_gone", label=_("Gone"), empty_label=None
     )
+    rpo_policy = django_filters.ChoiceFilter(
+        choices=YES_NO, method="filter_rpo_policy", label=_("RPO from a policy"), empty_label=_("Either")
+    )
     incident = IncidentFilter(method="filter_incident", label=_("Incident"))
 
     class Meta:
         model = DcsInstance
-        fields = ("q", "region", "project", "engine", "status", "at_risk", "gone", "incident")
+        fields = ("q", "region", "project", "engine", "status", "at_risk", "gone", "incident", "rpo_policy")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -76,6 +79,10 @@ class DcsInstanceFilterSet(django_filters.FilterSet):
     def filter_incident(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         # A note on the instance or on any of its backups: both carry the instance.
         return queryset.filter(pk__in=Note.objects.filter(incident=value).values("instance_id"))
+
+    def filter_rpo_policy(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        # backups.rpo keeps rpo NULL where the default applies (and for single-node instances).
+        return queryset.filter(rpo__isnull=value != "yes")
 
     def filter_gone(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         if value == "yes":

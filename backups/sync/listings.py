@@ -15,6 +15,7 @@ from datetime import datetime
 
 from django.db import transaction
 
+from backups.anomalies import SUCCEEDED, detect_anomalies
 from backups.dcs.client import DcsClient, Listing
 from backups.dcs.config import DcsProject
 from backups.dcs.errors import DcsApiError
@@ -26,6 +27,7 @@ from backups.dcs.records import (
     parse_instance,
 )
 from backups.models import BackupRecord, BackupStatusChange, DcsInstance
+from backups.rpo import recompute_rpo
 
 # Rows per INSERT/UPDATE: under SQLite's bound-variable limit for our widest row.
 BATCH_SIZE = 500
@@ -120,6 +122,9 @@ def sync_project_instances(
             update_fields=["region", *InstanceData.MODEL_FIELDS, "last_seen", "gone_at"],
         )
         present = list(DcsInstance.objects.filter(project_id=project.project_id, gone_at__isnull=True))
+        # A region or tags may have changed, and new instances have no RPO yet:
+        # one query for the policies, writes only for the RPOs that changed.
+        recompute_rpo(instances=present)
         if mark_gone and complete:
             vanished = [instance.pk for instance in present if instance.instance_id not in listed]
             for chunk in _chunks(vanished):
@@ -252,6 +257,8 @@ def store_backups(
                 )
             )
     BackupStatusChange.objects.bulk_create(changes, batch_size=BATCH_SIZE)
+    # Only what was written now: an unchanged listing evaluates nothing.
+    detect_anomalies(instance=instance, records=[r.pk for r in upserts if r.status == SUCCEEDED])
     if not windowed:
         for chunk in _chunks(unchanged):
             BackupRecord.objects.filter(pk__in=chunk).update(last_seen=now)

@@ -21,8 +21,9 @@ from django.utils.translation import gettext_lazy as _
 
 from backups.choices import NEUTRAL, BackupStatus, RestoreStatus
 from backups.models import DcsInstance
-from backups.selectors import at_risk_threshold
-from backups.tables.columns import BytesColumn, InstanceColumn
+from backups.rpo import source_label
+from backups.selectors import at_risk_threshold, by_overdue
+from backups.tables.columns import BytesColumn, InstanceColumn, duration_text
 from backups.templatetags.dashboard_tags import timestamp_title, utc_iso, utc_z
 
 
@@ -112,7 +113,8 @@ def last_success_html(record, *, now: datetime, threshold: timedelta):
         )
     if when is None:
         return format_html('<span class="badge badge--{}">{}</span>', NEUTRAL, _("never"))
-    late = now - when > threshold
+    # The instance's own RPO (selectors.with_risk) where the row has it.
+    late = now - when > (getattr(record, "effective_rpo", None) or threshold)
     # No longer listed: neither in time nor late.
     color = NEUTRAL if record.gone_at is not None else "red" if late else "green"
     return format_html(
@@ -132,6 +134,13 @@ class DcsInstanceTable(tables.Table):
     status = tables.Column(verbose_name=_("Status"), order_by=("status", "name", "instance_id"))
     last_backup_at = tables.Column(verbose_name=_("Last backup"), empty_values=())
     last_success_at = tables.Column(verbose_name=_("Last success"), empty_values=())
+    rpo = tables.Column(
+        verbose_name=_("RPO"),
+        accessor="effective_rpo",
+        empty_values=(),
+        attrs={"th": {"class": "cell--num"}, "td": {"class": "cell--num"}},
+    )
+    overdue = tables.Column(verbose_name=_("Over RPO by"), empty_values=())
     backups_30d = tables.Column(
         verbose_name=_("Backups (30 d)"),
         orderable=False,
@@ -157,6 +166,7 @@ class DcsInstanceTable(tables.Table):
         "last_backup_at": (("last_backup_status", _("Last backup status"), "last_backup_status"),),
         "last_success_at": (("at_risk", _("At risk"), "at_risk"),),
         "last_restore_at": (("last_restore_status", _("Last restore status"), "last_restore_status"),),
+        "rpo": (("rpo_source", _("RPO from"), "rpo_from"),),
         "backups_30d": (
             ("succeeded_30d", _("Succeeded (30 d)"), "succeeded_30d"),
             ("failed_30d", _("Failed (30 d)"), "failed_30d"),
@@ -178,6 +188,8 @@ class DcsInstanceTable(tables.Table):
             "backed_up_size",
             "last_restorable_at",
             "last_restore_at",
+            "rpo",
+            "overdue",
         )
         order_by_field = "sort"
         per_page = 50
@@ -187,6 +199,15 @@ class DcsInstanceTable(tables.Table):
 
     order_last_backup_at = _nulls_last_when_descending("last_backup_at")
     order_last_success_at = _nulls_last_when_descending("last_success_at")
+
+    def order_overdue(self, queryset, is_descending):
+        # Descending is "most over its RPO first", never backed up at the top.
+        return by_overdue(queryset, descending=is_descending), True
+
+    def order_rpo(self, queryset, is_descending):
+        key = F("effective_rpo").desc() if is_descending else F("effective_rpo").asc()
+        tie = ("-name", "-instance_id", "-pk") if is_descending else ("name", "instance_id", "pk")
+        return queryset.order_by(key, *tie), True
 
     def __init__(self, *args, now: datetime | None = None, caption: str = "", **kwargs):
         super().__init__(*args, **kwargs)
@@ -232,6 +253,34 @@ class DcsInstanceTable(tables.Table):
 
     def value_last_success_at(self, value):
         return utc_z(value) if value else ""
+
+    # --- RPO (backups.rpo) ---
+
+    def render_rpo(self, value, record):
+        if getattr(record, "single_node", False):
+            return format_html('<span class="rpo rpo--exempt">{}</span>', _("exempt"))
+        return format_html(
+            '<span class="rpo">{}</span> <span class="rpo__source">{}</span>',
+            duration_text(value, units=2),
+            source_label(record.rpo_source),
+        )
+
+    def value_rpo(self, value, record):
+        # Whole hours for a spreadsheet; exempt (single node) is empty.
+        if getattr(record, "single_node", False) or value is None:
+            return ""
+        return f"{value.total_seconds() / 3600:g}"
+
+    def render_overdue(self, value, record):
+        if not getattr(record, "at_risk", False):
+            return "—"
+        if value is None:
+            return format_html('<span class="badge badge--red">{}</span>', _("never backed up"))
+        return format_html('<span class="badge badge--red">{}</span>', duration_text(value, units=2))
+
+    def value_overdue(self, value, record):
+        # Seconds past the RPO; empty when not at risk or never backed up.
+        return "" if value is None else str(int(value.total_seconds()))
 
     # --- restores ---
 

@@ -17,6 +17,7 @@ from backups.filters.instances import DcsInstanceFilterSet
 from backups.incident import incident_link
 from backups.models import DcsInstance
 from backups.restores import RESTORES_ON_PAGE, restores_of, with_restore_facts
+from backups.rpo import source_label
 from backups.selectors import (
     SUCCEEDED,
     at_risk_threshold,
@@ -155,7 +156,8 @@ class InstanceDetailView(TablePageMixin, DetailView):
     def history_context(self, instance: DcsInstance) -> dict:
         now, start = self.now, self.window_start
         window, problem = self.window
-        threshold = at_risk_threshold()
+        # Its own RPO (backups.rpo): the at-risk rule and the gaps measure by it.
+        threshold = getattr(instance, "effective_rpo", None) or at_risk_threshold()
         points = backups_in_window(instance, start=start, end=now)
         gaps = []
         if not instance.single_node:
@@ -194,6 +196,9 @@ class InstanceDetailView(TablePageMixin, DetailView):
                 for gap in gaps
             ],
             "risk_hours": int(threshold.total_seconds() // 3600),
+            "rpo_text": duration_text(threshold, units=2),
+            "rpo_source": source_label(instance.rpo_source),
+            "overdue_text": duration_text(instance.overdue, units=2) if instance.overdue is not None else "",
             "last_success": last_success_html(instance, now=now, threshold=threshold),
             "last_success_age": age_html(instance.last_success_at, now=now),
             "now": now,

@@ -17,6 +17,7 @@ renders from the database and says so.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from django.urls import reverse
@@ -28,6 +29,7 @@ from django.utils.translation import gettext_lazy
 from django.views.generic import TemplateView
 
 from backups.choices import BackupStatus, SyncOutcome
+from backups.rpo import source_label
 from backups.selectors import (
     FleetRisk,
     FleetScope,
@@ -59,6 +61,22 @@ DEFAULT_WINDOW = "24h"
 LIST_LIMIT = 25
 # The freshness card names this many instances whose sync is stale.
 STALE_LIMIT = 10
+# How the at-risk list can be ordered (``?risk_sort=``); the first is the default.
+RISK_SORTS = {
+    "overdue": gettext_lazy("over RPO by"),
+    "last_success": gettext_lazy("last success"),
+    "name": gettext_lazy("name"),
+}
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def sort_at_risk(rows: list, order: str) -> list:
+    """The at-risk list in another order; fleet_risk gives it most overdue first already."""
+    if order == "last_success":
+        return sorted(rows, key=lambda row: (row.last_success_at or _NEVER, row.name, row.instance_id))
+    if order == "name":
+        return sorted(rows, key=lambda row: (row.name, row.instance_id))
+    return rows
 
 
 def parse_window(raw: str | None, *, choices: tuple[str, ...], default: str) -> tuple[str, str]:
@@ -120,6 +138,18 @@ class OverviewView(TemplateView):
         window, problem = parse_window(
             self.request.GET.get("window"), choices=OVERVIEW_WINDOWS, default=DEFAULT_WINDOW
         )
+        risk_sort = (self.request.GET.get("risk_sort") or "overdue").strip().lower()
+        if risk_sort not in RISK_SORTS:
+            sort_problem = _(
+                "“%(value)s” is not an order of the at-risk list (%(choices)s): showing %(default)s."
+            ) % {
+                "value": risk_sort[:40],
+                "choices": ", ".join(RISK_SORTS),
+                "default": "overdue",
+            }
+            self.scope_problems.append(sort_problem)
+            risk_sort = "overdue"
+        self.risk_sort = risk_sort
         if is_partial_request(self.request):
             context.update(now=now, window=window, **self.live_context(now))
             return context
@@ -218,16 +248,34 @@ class OverviewView(TemplateView):
         fleet_url = reverse("backups:instance-list")
 
         def item(instance):
+            overdue = getattr(instance, "overdue", None)
+            rpo = getattr(instance, "effective_rpo", None)
             return {
                 "instance": instance,
                 "url": instance_url(instance),
                 "age": age_html(instance.last_success_at, now=now),
+                "rpo": duration_text(rpo, units=2) if rpo is not None else "",
+                "rpo_source": source_label(instance.rpo_source),
+                "overdue": duration_text(overdue, units=2) if overdue is not None else "",
             }
+
+        at_risk = sort_at_risk(risk.at_risk, self.risk_sort)
+        scope_query = urlencode(self.scope.params())
 
         return {
             "risk": risk,
             "risk_hours": int(risk.threshold.total_seconds() // 3600),
-            "at_risk": [item(instance) for instance in risk.at_risk[:LIST_LIMIT]],
+            "at_risk": [item(instance) for instance in at_risk[:LIST_LIMIT]],
+            "risk_sort": self.risk_sort,
+            "risk_sorts": [
+                (
+                    name,
+                    label,
+                    name == self.risk_sort,
+                    f"?risk_sort={name}{'&' + scope_query if scope_query else ''}",
+                )
+                for name, label in RISK_SORTS.items()
+            ],
             "at_risk_more": max(len(risk.at_risk) - LIST_LIMIT, 0),
             "single_node": [item(instance) for instance in risk.single_node[:LIST_LIMIT]],
             "single_node_more": max(len(risk.single_node) - LIST_LIMIT, 0),
