@@ -89,7 +89,7 @@ class DeliveriesColumn(tables.Column):
     def render(self, record):
         deliveries = list(record.deliveries.all())
         if not deliveries:
-            return format_html('<span class="muted">{}</span>', _("none"))
+            return format_html('<span class="delivery--none">{}</span>', _("none"))
         return format_html_join(
             "",
             '<div class="delivery delivery--{}"><span class="badge badge--{}">{}</span> '
