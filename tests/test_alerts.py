@@ -19,7 +19,7 @@ from django.contrib.auth.models import Group, User
 from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
 from django.utils import timezone
 
 from backups import tasks
@@ -651,3 +651,33 @@ def test_the_admin_shows_alerts_and_changes_none(client):
     assert client.get(f"/admin/backups/alert/{alert.pk}/change/").status_code == 200
     assert client.get("/admin/backups/alert/add/").status_code == 403
     assert client.get("/admin/backups/alertdelivery/").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_evaluations_at_once_open_each_alert_once_and_send_each_once(email_on):
+    failing = healthy_instance()
+    make_record(failing, status="failed", created_at=NOW - HOUR)
+    at_risk_instance()
+    start, errors = threading.Barrier(2), []
+
+    def evaluate():
+        try:
+            start.wait(timeout=10)
+            evaluate_alerts(now=NOW)
+        except Exception as exc:  # pragma: no cover - shown by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=evaluate) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert errors == []
+    assert Alert.objects.count() == 2
+    # Whatever the interleaving (one may have found the lease taken), the next
+    # evaluation leaves every opening sent exactly once.
+    evaluate_alerts(now=NOW + timedelta(minutes=5))
+    assert len(mail.outbox) == 2
+    assert AlertDelivery.objects.filter(ok=True).count() == 2
