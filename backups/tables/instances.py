@@ -125,6 +125,14 @@ def last_success_html(record, *, now: datetime, threshold: timedelta):
     )
 
 
+class SecondsColumn(tables.Column):
+    """A duration: words on the page, whole seconds in exports (``export_key``, ``export_header``)."""
+
+    def __init__(self, *args, export_key: str, export_header, **kwargs):
+        self.export_key, self.export_header = export_key, export_header
+        super().__init__(*args, **kwargs)
+
+
 class DcsInstanceTable(tables.Table):
     name = SelfInstanceColumn(
         verbose_name=_("Instance"), accessor="name", order_by=("name", "instance_id", "pk")
@@ -134,13 +142,20 @@ class DcsInstanceTable(tables.Table):
     status = tables.Column(verbose_name=_("Status"), order_by=("status", "name", "instance_id"))
     last_backup_at = tables.Column(verbose_name=_("Last backup"), empty_values=())
     last_success_at = tables.Column(verbose_name=_("Last success"), empty_values=())
-    rpo = tables.Column(
+    rpo = SecondsColumn(
         verbose_name=_("RPO"),
         accessor="effective_rpo",
+        export_key="rpo_seconds",
+        export_header=_("RPO (s)"),
         empty_values=(),
         attrs={"th": {"class": "cell--num"}, "td": {"class": "cell--num"}},
     )
-    overdue = tables.Column(verbose_name=_("Over RPO by"), empty_values=())
+    overdue = SecondsColumn(
+        verbose_name=_("Over RPO by"),
+        export_key="overdue_seconds",
+        export_header=_("Over RPO by (s)"),
+        empty_values=(),
+    )
     backups_30d = tables.Column(
         verbose_name=_("Backups (30 d)"),
         orderable=False,
@@ -266,10 +281,10 @@ class DcsInstanceTable(tables.Table):
         )
 
     def value_rpo(self, value, record):
-        # Whole hours for a spreadsheet; exempt (single node) is empty.
+        # Seconds, as JSON has them; exempt (single node) is empty.
         if getattr(record, "single_node", False) or value is None:
             return ""
-        return f"{value.total_seconds() / 3600:g}"
+        return str(int(value.total_seconds()))
 
     def render_overdue(self, value, record):
         if not getattr(record, "at_risk", False):
