@@ -160,7 +160,8 @@ def test_it_reports_the_fleet_and_instances_at_risk(token, fleet):
     text = scrape()
     assert samples(text, "dcs_dashboard_instances") == {(("state", "listed"),): 3, (("state", "gone"),): 1}
     assert samples(text, "dcs_dashboard_instances_at_risk") == {(): 2}  # west, and never-backed-up
-    assert samples(text, "dcs_dashboard_at_risk_threshold_seconds") == {(): 24 * 3600}
+    # The default RPO (DASHBOARD_RPO_HOURS); policies may set others per instance.
+    assert samples(text, "dcs_dashboard_at_risk_threshold_seconds") == {(): 26 * 3600}
 
 
 def test_it_reports_sync_duration_outcome_and_api_calls(token, fleet):

@@ -243,7 +243,8 @@ class DashboardCollector(Collector):
         yield instances
         yield _gauge(
             "instances_at_risk",
-            f"Listed instances without a successful backup in the last {settings.DASHBOARD_AT_RISK_HOURS} h.",
+            "Listed instances without a successful backup within their RPO "
+            f"(default {settings.DASHBOARD_RPO_HOURS} h, or their RPO policy's).",
             counts["at_risk"],
         )
         yield _gauge(
@@ -258,7 +259,7 @@ class DashboardCollector(Collector):
         )
         yield _gauge(
             "at_risk_threshold_seconds",
-            "DASHBOARD_AT_RISK_HOURS, in seconds.",
+            "The default RPO (DASHBOARD_RPO_HOURS), in seconds.",
             at_risk_threshold().total_seconds(),
         )
 
