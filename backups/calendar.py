@@ -125,7 +125,7 @@ def known_since(instance: DcsInstance) -> date | None:
     return min(moments).astimezone(UTC).date()
 
 
-def day_records_url(instance: DcsInstance, day: date) -> str:
+def day_records_url(instance: DcsInstance, day: date, *, list_url: str = "") -> str:
     """The backup list of ``instance``'s records created on the UTC day ``day``.
 
     A bare date as ``created_before`` means the whole of that day (backups.timewindow).
@@ -137,7 +137,7 @@ def day_records_url(instance: DcsInstance, day: date) -> str:
             "created_before": day.isoformat(),
         }
     )
-    return f"{reverse('backups:backup-list')}?{query}"
+    return f"{list_url or reverse('backups:backup-list')}?{query}"
 
 
 def calendar_rows(instances: list[DcsInstance], *, days: list[date]) -> list[CalendarRow]:
@@ -145,6 +145,7 @@ def calendar_rows(instances: list[DcsInstance], *, days: list[date]) -> list[Cal
     if not days:
         return [CalendarRow(instance, known_since(instance), []) for instance in instances]
     counts = daily_counts([instance.pk for instance in instances], first=days[0], last=days[-1])
+    list_url = reverse("backups:backup-list")  # once, not once per cell
     rows = []
     for instance in instances:
         since = known_since(instance)
@@ -156,7 +157,7 @@ def calendar_rows(instances: list[DcsInstance], *, days: list[date]) -> list[Cal
                     day=day,
                     state=state_of(day_counts, day=day, known_since=since),
                     counts=day_counts,
-                    url=day_records_url(instance, day) if day_counts.total else "",
+                    url=day_records_url(instance, day, list_url=list_url) if day_counts.total else "",
                 )
             )
         rows.append(CalendarRow(instance, since, cells))
