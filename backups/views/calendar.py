@@ -21,7 +21,7 @@ from django.views.generic import TemplateView
 
 from backups.calendar import BEFORE, FAILURE, NONE, OTHER, SUCCESS, Cell, calendar_rows, window_days
 from backups.models import DcsInstance
-from backups.selectors import FleetScope, at_risk_threshold, with_risk
+from backups.selectors import FleetScope, with_risk
 from backups.tables.columns import gone_marker
 from backups.tables.instances import instance_url
 
@@ -170,7 +170,6 @@ class CalendarView(TemplateView):
             days=days,
             day_count=self.days,
             at_risk_only=self.at_risk_only,
-            risk_hours=int(at_risk_threshold().total_seconds() // 3600),
             scope=self.scope,
             param_errors=self.problems,
             legend=LEGEND,
