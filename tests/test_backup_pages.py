@@ -327,6 +327,7 @@ def test_it_gives_plain_text_values_for_exports():
         "Created": "2025-03-01T12:00:00Z",
         "Finished": None,
         "Duration": None,
+        "Anomaly": None,
         "Error": "dcs.08.0002: The backup timed out.",
         "Remark": None,
         "Restorable": "False",

@@ -471,3 +471,18 @@ def test_it_shows_the_instances_rpo_on_its_page(admin_client):
 
     assert "region eu-west-0" in html
     assert "At risk: the last successful backup was" in html and "more than 2 hours ago." in html
+
+
+def test_it_keeps_the_rpos_when_the_admin_adds_a_policy(admin_client):
+    instance = make_instance(region="cn-north-4")
+
+    response = admin_client.post(
+        "/admin/backups/rpopolicy/add/",
+        {"scope": "region", "region": "cn-north-4", "max_age": "06:00:00", "reason": "admin"},
+    )
+
+    assert response.status_code == 302
+    assert RpoPolicy.objects.get().created_by.is_superuser
+    instance.refresh_from_db()
+    assert (instance.rpo, instance.rpo_source) == (6 * HOUR, "region cn-north-4")
+    assert admin_client.get("/admin/backups/rpopolicy/").status_code == 200

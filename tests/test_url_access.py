@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import get_resolver
 
 from backups import roles
+from backups.models import RpoPolicy
 from tests.factories import make_instance, make_record, make_sync_run
 
 ROLES = ("anonymous", "norole", "viewer", "operator", "admin", "superuser")
@@ -54,6 +57,14 @@ TABLE = [
     ("/errors/", "get", READ),
     ("/errors/?code=dcs.08.0002", "get", READ),
     ("/errors/", "post", (LOGIN, FORBIDDEN, 405, 405, 405, 405)),
+    ("/rpo/", "get", READ),
+    ("/rpo/", "post", (LOGIN, FORBIDDEN, 405, 405, 405, 405)),
+    ("/rpo/new/", "get", (LOGIN, FORBIDDEN, FORBIDDEN, OK, OK, OK)),
+    # Not a valid policy: the form again, with what is wrong.
+    ("/rpo/new/", "post", (LOGIN, FORBIDDEN, FORBIDDEN, 400, 400, 400)),
+    ("/rpo/{policy_pk}/", "get", (LOGIN, FORBIDDEN, FORBIDDEN, OK, OK, OK)),
+    ("/rpo/{policy_pk}/delete/", "get", (LOGIN, FORBIDDEN, FORBIDDEN, 405, 405, 405)),
+    ("/rpo/{policy_pk}/delete/", "post", (LOGIN, FORBIDDEN, FORBIDDEN, BACK, BACK, BACK)),
     ("/audit/", "get", (LOGIN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK, OK)),
     ("/audit/?_export=csv", "get", (LOGIN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK, OK)),
     ("/audit/?_export=json", "get", (LOGIN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK, OK)),
@@ -87,9 +98,13 @@ COVERED_ROUTES = {
     "sync/now/",
     "sync/<int:pk>/",
     "audit/",
-    "alerts/",
     "calendar/",
     "errors/",
+    "alerts/",
+    "rpo/",
+    "rpo/new/",
+    "rpo/<int:pk>/",
+    "rpo/<int:pk>/delete/",
     "preferences/timezone/",
     "preferences/language/",
 }
@@ -116,7 +131,13 @@ def ids(settings):
     instance = make_instance()
     record = make_record(instance)
     run = make_sync_run()
-    return {"instance_id": instance.instance_id, "backup_id": record.backup_id, "run_pk": run.pk}
+    policy = RpoPolicy.objects.create(scope="region", region="cn-north-4", max_age=timedelta(hours=4))
+    return {
+        "instance_id": instance.instance_id,
+        "backup_id": record.backup_id,
+        "run_pk": run.pk,
+        "policy_pk": policy.pk,
+    }
 
 
 def test_it_covers_every_route_of_the_dashboard():
