@@ -8,9 +8,10 @@ the record is flagged when ``|ratio - 1| > DASHBOARD_ANOMALY_RATIO``
 (0.4: more than 40 % smaller or larger). Fewer than ``MIN_SAMPLES`` known
 values before it, or a median of zero, say nothing: the ratio stays NULL.
 
-A sync evaluates only the succeeded records it wrote (new or changed), so
-an unchanged incremental sync costs nothing here; ``detect_anomalies``
-without ``records`` (the management command) recomputes an instance.
+A sync evaluates the succeeded records it wrote (new or changed) and those
+created after them, whose medians they are part of; an unchanged incremental
+sync costs nothing here. ``detect_anomalies`` without ``records`` (the
+management command) recomputes a whole instance.
 """
 
 from __future__ import annotations
@@ -120,8 +121,8 @@ def _history(instance: DcsInstance, targets: list[int] | None, window: int) -> t
     """The succeeded rows to evaluate and the rows their medians come from.
 
     For a few targets: every succeeded row from the oldest target on (a sync's
-    window), plus the ``window`` newest with a known size and with a known
-    duration before it: three queries on the (instance, created_at) index.
+    window), evaluated, plus the ``window`` newest with a known size and with
+    a known duration before it: three queries on the (instance, created_at) index.
     """
     succeeded = BackupRecord.objects.filter(instance=instance, status=SUCCEEDED, created_at__isnull=False)
     if targets is None:
@@ -135,12 +136,15 @@ def _history(instance: DcsInstance, targets: list[int] | None, window: int) -> t
     earlier = succeeded.filter(created_at__lt=start).order_by("-created_at", "-id")
     sized = _rows(earlier.filter(size__isnull=False)[:window])
     timed = _rows(earlier.filter(updated_at__isnull=False, updated_at__gte=F("created_at"))[:window])
-    wanted = set(targets)
-    return [row for row in span if row.pk in wanted], [*span, *sized, *timed]
+    # Every row of the span, not only the targets: a backup stored late (an
+    # older one a listing brought only now) moves the medians of the ones
+    # after it. They are read anyway; only those whose flags change are written.
+    return span, [*span, *sized, *timed]
 
 
 def detect_anomalies(*, instance: DcsInstance, records: Iterable[BackupRecord | int] | None = None) -> int:
-    """Compute the ratios and flags of ``records`` (or every succeeded backup of the instance).
+    """Compute the ratios and flags of ``records`` and the backups after them (or of every
+    succeeded backup of the instance).
 
     ``records`` are records or their ids; those not succeeded are skipped.
     Only rows whose ratios or flags change are written, in batches. Returns

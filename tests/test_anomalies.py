@@ -167,6 +167,21 @@ def test_it_evaluates_only_the_records_it_is_given_in_few_queries(django_assert_
     assert flagged(new[1])[0] == "size" and flagged(new[2])[0] == "size"
 
 
+def test_it_reevaluates_the_backups_after_one_stored_late():
+    instance = make_instance()
+    usual = history(instance, [100] * 6)
+    later = make_record(instance, size=100, created_at=T0 + 20 * HOUR)
+    detect_anomalies(instance=instance)
+    assert flagged(later)[1] == 1.0
+    # Older than `later`, listed only now: eight tiny ones make its median small.
+    late = [make_record(instance, size=1, created_at=T0 + (10 + n) * HOUR) for n in range(8)]
+
+    detect_anomalies(instance=instance, records=late)
+
+    assert flagged(later)[:2] == ("size", 100.0)
+    assert all(flagged(record)[0] == "" for record in usual)
+
+
 def test_it_agrees_with_a_recompute_after_a_sync(dcs_client):
     sync_fleet(client=dcs_client, kind="full")
     compared = BackupRecord.objects.filter(status="succeed", size_ratio__isnull=False).count()

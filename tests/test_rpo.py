@@ -427,6 +427,10 @@ def test_it_shows_rpo_source_and_overdue_on_the_overview_most_overdue_first(admi
         "b-badly",
     ]
 
+    # The other orders keep the period and the scope.
+    kept = admin_client.get("/", {"window": "7d", "region": "cn-north-4"}).text
+    assert 'href="?window=7d&amp;region=cn-north-4&amp;risk_sort=name#risk-title"' in kept
+
     bad = admin_client.get("/", {"risk_sort": "<b>"})
     assert bad.status_code == 200
     assert "is not an order of the at-risk list" in bad.text and "<b>" not in bad.text.split("</header>")[-1]

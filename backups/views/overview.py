@@ -260,7 +260,12 @@ class OverviewView(TemplateView):
             }
 
         at_risk = sort_at_risk(risk.at_risk, self.risk_sort)
-        scope_query = urlencode(self.scope.params())
+
+        def sorted_by(name: str) -> str:
+            # The same page (period, scope) in another order.
+            params = self.request.GET.copy()
+            params["risk_sort"] = name
+            return f"?{params.urlencode()}#risk-title"
 
         return {
             "risk": risk,
@@ -272,7 +277,7 @@ class OverviewView(TemplateView):
                     name,
                     label,
                     name == self.risk_sort,
-                    f"?risk_sort={name}{'&' + scope_query if scope_query else ''}",
+                    sorted_by(name),
                 )
                 for name, label in RISK_SORTS.items()
             ],
