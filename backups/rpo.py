@@ -125,7 +125,10 @@ def recompute_rpo(*, instances: Iterable[DcsInstance] | None = None) -> int:
     """
     index = PolicyIndex(RpoPolicy.objects.all())
     if instances is None:
-        instances = DcsInstance.objects.only(*_COLUMNS).order_by("pk").iterator(chunk_size=2000)
+        # Read whole before writing (a fleet is thousands of rows, each a few
+        # columns): SQLite leaves undefined what a cursor still open over a
+        # table sees of writes to it.
+        instances = list(DcsInstance.objects.only(*_COLUMNS).order_by("pk"))
     changed: list[DcsInstance] = []
     total = 0
     for instance in instances:
