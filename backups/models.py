@@ -169,7 +169,9 @@ class BackupRecord(models.Model):
     # "duration", or both, comma-separated; empty: nothing unusual).
     size_ratio = models.FloatField(_("size vs median"), null=True, blank=True, editable=False)
     duration_ratio = models.FloatField(_("duration vs median"), null=True, blank=True, editable=False)
-    anomaly = models.CharField(_("anomaly"), max_length=32, blank=True, default="", editable=False)
+    anomaly = models.CharField(
+        _("anomaly"), max_length=32, blank=True, default="", db_default="", editable=False
+    )
     # The sort keys of size and finished, computed by the database: an
     # unknown size or end (a backup still running) sorts below every known
     # one, and a key that is never null needs no NULLS FIRST/LAST, which

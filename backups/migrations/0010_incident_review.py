@@ -124,7 +124,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='backuprecord',
             name='anomaly',
-            field=models.CharField(blank=True, default='', editable=False, max_length=32, verbose_name='anomaly'),
+            field=models.CharField(blank=True, db_default='', default='', editable=False, max_length=32, verbose_name='anomaly'),
         ),
         migrations.AddField(
             model_name='backuprecord',
