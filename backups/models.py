@@ -59,6 +59,9 @@ class DcsInstance(models.Model):
     # When any listing of its backups (complete, or a recent window) last
     # succeeded: the next incremental sync asks from here, less an overlap.
     backups_checked_at = models.DateTimeField(_("backups last checked"), null=True, blank=True)
+    # When a sync last listed the instance's restores (backups.sync.runs lists
+    # them on every full sync, and on incremental ones once they are due).
+    restores_checked_at = models.DateTimeField(_("restores last checked"), null=True, blank=True)
     raw = models.JSONField(_("raw JSON as last received"), default=dict)
     # A summary of the instance's backup records, kept current by database
     # triggers on every write to them (backups.summaries): the fleet pages

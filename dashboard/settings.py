@@ -547,6 +547,9 @@ DCS_SYNC_INTERVAL = envint("DCS_SYNC_INTERVAL", 30 if DCS_DEMO else 300, minimum
 # Instances with a waiting or running backup are re-listed this often, so
 # their progress bars move.
 DCS_ACTIVE_POLL_INTERVAL = envint("DCS_ACTIVE_POLL_INTERVAL", 15, minimum=5)
+# An incremental sync lists an instance's restores when they were last listed
+# longer ago than this, or one is still running; a full sync always does.
+DCS_RESTORE_SYNC_INTERVAL = envint("DCS_RESTORE_SYNC_INTERVAL", 3600, minimum=0, maximum=7 * 24 * 3600)
 # The fleet tick is incremental (each instance lists only a recent window) unless
 # the last full sync is older than this: then it is full, lists everything and
 # marks what the cloud no longer lists as gone.

@@ -231,7 +231,10 @@ def test_it_keeps_each_status_and_progress_it_saw(clocked_simulator, clocked_cli
     assert (record.status, record.updated_at) == (done["status"], finished)
 
 
-def test_a_restore_no_longer_listed_is_marked_gone_and_comes_back(clocked_simulator, clocked_client):
+def test_a_restore_no_longer_listed_is_marked_gone_and_comes_back(
+    clocked_simulator, clocked_client, settings
+):
+    settings.DCS_RESTORE_SYNC_INTERVAL = 0  # every incremental sync lists the restores
     sync.sync_fleet(client=clocked_client)
     project, instance_id, truth = _restored_instance(clocked_simulator)
     victim = truth[-1]["restore_id"]
@@ -468,3 +471,38 @@ def test_a_viewer_sees_restores_and_cannot_sync(client, django_user_model, resto
     assert "Last restorable backup" in client.get("/instances/").content.decode()
     response = client.post(reverse("backups:instance-sync-now", args=[instance.instance_id]))
     assert response.status_code == 403
+
+
+def test_an_incremental_sync_lists_restores_only_once_they_are_due(
+    clocked_simulator, clocked_client, sim_clock, settings
+):
+    settings.DCS_RESTORE_SYNC_INTERVAL = 3600
+    sync.sync_fleet(client=clocked_client)
+    instances = DcsInstance.objects.count()
+    assert DcsInstance.objects.filter(restores_checked_at=None).count() == 0
+
+    # Listed by the full sync just now; only instances with a restore still running are asked again.
+    running = (
+        DcsInstance.objects.filter(restores__status__in=("waiting", "restoring"), restores__gone_at=None)
+        .distinct()
+        .count()
+    )
+    assert running < instances
+    clocked_simulator.reset_counts()
+    sync.sync_fleet(client=clocked_client, kind="incremental")
+    assert clocked_simulator.endpoint_counts.get("ListRestoreRecords", 0) == running
+
+    sim_clock.advance(seconds=3601)
+    clocked_simulator.reset_counts()
+    sync.sync_fleet(client=clocked_client, kind="incremental")
+    assert clocked_simulator.endpoint_counts["ListRestoreRecords"] == instances
+
+
+def test_sync_now_of_one_instance_always_lists_its_restores(clocked_simulator, clocked_client, settings):
+    settings.DCS_RESTORE_SYNC_INTERVAL = 3600
+    sync.sync_fleet(client=clocked_client)
+    _project, instance_id, _truth = _restored_instance(clocked_simulator)
+    instance = DcsInstance.objects.get(instance_id=instance_id)
+    clocked_simulator.reset_counts()
+    sync.sync_instance(instance=instance, client=clocked_client)
+    assert clocked_simulator.endpoint_counts["ListRestoreRecords"] == 1

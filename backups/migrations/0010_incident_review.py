@@ -138,6 +138,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='dcsinstance',
+            name='restores_checked_at',
+            field=models.DateTimeField(blank=True, null=True, verbose_name='restores last checked'),
+        ),
+        migrations.AddField(
+            model_name='dcsinstance',
             name='rpo',
             field=models.DurationField(blank=True, editable=False, null=True, verbose_name='RPO'),
         ),

@@ -32,7 +32,7 @@ from django.db.models import Count, F, Min
 from django.utils import timezone
 
 from backups import locks
-from backups.choices import SyncOutcome
+from backups.choices import RestoreStatus, SyncOutcome
 from backups.dcs.client import DcsClient
 from backups.dcs.errors import DcsError
 from backups.models import (
@@ -398,6 +398,26 @@ def run_item(item_pk: int, *, client: DcsClient) -> SyncRunItem | None:
     return item
 
 
+def _restores_due(item: SyncRunItem, instance: DcsInstance, now: datetime) -> bool:
+    """Whether this item lists the instance's restores too.
+
+    Always on a full sync and on "Sync now" of the instance; never on the
+    active poll, which only moves running backups' progress. An incremental
+    sync lists them once DCS_RESTORE_SYNC_INTERVAL has passed, or while one
+    is still running, so an unchanged fleet costs one call per instance per
+    tick, not two.
+    """
+    run = item.run
+    if run.kind == SyncKind.ACTIVE:
+        return False
+    if run.kind == SyncKind.FULL or run.instance_id is not None:
+        return True
+    checked = instance.restores_checked_at
+    if checked is None or checked <= now - timedelta(seconds=settings.DCS_RESTORE_SYNC_INTERVAL):
+        return True
+    return instance.restores.filter(status__in=RestoreStatus.active(), gone_at=None).exists()
+
+
 def _sync_item(item: SyncRunItem, *, client: DcsClient) -> None:
     instance = item.instance
     scope = f"instance {instance.instance_id}"
@@ -414,10 +434,10 @@ def _sync_item(item: SyncRunItem, *, client: DcsClient) -> None:
         logger.exception("sync: instance %s failed", instance.instance_id)
         problems = [Problem.from_exception(scope, exc)]
     restores: RestoresListed | None = None
-    # The restores right after the backups, one whole listing (they are few).
-    # Not on the active poll, which only moves running backups' progress, and
-    # not when the backups could not be listed: the instance is unreachable.
-    if listed is not None and item.run.kind != SyncKind.ACTIVE:
+    # The restores right after the backups, one whole listing (they are few),
+    # when they are due (_restores_due); not when the backups could not be
+    # listed: the instance is unreachable.
+    if listed is not None and _restores_due(item, instance, now):
         try:
             restores = fetch_restores(instance=instance, client=client)
             problems = [*problems, *restores.problems]
@@ -448,6 +468,7 @@ def _sync_item(item: SyncRunItem, *, client: DcsClient) -> None:
             try:
                 with transaction.atomic():  # a savepoint: a failure here keeps the backups
                     store_restores(instance=instance, listing=restores, now=now, touch=not windowed)
+                    DcsInstance.objects.filter(pk=instance.pk).update(restores_checked_at=now)
             except Exception as exc:
                 logger.exception("sync: storing the restores of instance %s failed", instance.instance_id)
                 problems = [*problems, Problem.from_exception(f"{scope} restores", exc)]
