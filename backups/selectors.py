@@ -230,6 +230,27 @@ def instances_with_stats(*, now: datetime) -> QuerySet[DcsInstance]:
     return with_risk(queryset, now=now)
 
 
+# An instance id is unique per project only, a backup id per instance only.
+# Two sharing one is unlikely (they are UUIDs); if it happens, every page
+# picks the same: the one still listed, then the oldest.
+LISTED_FIRST = (F("gone_at").asc(nulls_first=True), "pk")
+
+
+def instance_by_id(instance_id: str) -> DcsInstance | None:
+    """The instance a page, a form or a link means by ``instance_id``."""
+    return DcsInstance.objects.filter(instance_id=instance_id).order_by(*LISTED_FIRST).first()
+
+
+def backup_by_id(backup_id: str) -> BackupRecord | None:
+    """The backup a page, a form or a link means by ``backup_id``, with its instance."""
+    return (
+        BackupRecord.objects.select_related("instance")
+        .filter(backup_id=backup_id)
+        .order_by(*LISTED_FIRST)
+        .first()
+    )
+
+
 def instance_for_page(instance_id: str, *, now: datetime, window_start: datetime) -> DcsInstance | None:
     """The instance of a detail page, with its last success, risk, sync
     staleness, and the last success before ``window_start``

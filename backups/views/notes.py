@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
-from django.db.models import F
 from django.http import Http404, HttpResponseRedirect
 from django.utils.translation import gettext as _
 from django.views import View
 
-from backups import roles
+from backups import roles, selectors
 from backups.exports import iso_utc
 from backups.models import BackupRecord, DcsInstance, Note
 from backups.notes import INCIDENT_MAX_LENGTH, TEXT_MAX_LENGTH, NoteForm, can_write_notes, note_create
@@ -69,12 +68,7 @@ class NoteCreateView(PermissionRequiredMixin, View):
 
 class BackupNoteCreateView(NoteCreateView):
     def target(self):
-        record = (
-            BackupRecord.objects.select_related("instance")
-            .filter(backup_id=self.kwargs["backup_id"])
-            .order_by(F("gone_at").asc(nulls_first=True), "pk")
-            .first()
-        )
+        record = selectors.backup_by_id(self.kwargs["backup_id"])
         if record is None:
             raise Http404(_("No backup with this id."))
         return record.instance, record, backup_url(record)
@@ -82,11 +76,7 @@ class BackupNoteCreateView(NoteCreateView):
 
 class InstanceNoteCreateView(NoteCreateView):
     def target(self):
-        instance = (
-            DcsInstance.objects.filter(instance_id=self.kwargs["instance_id"])
-            .order_by(F("gone_at").asc(nulls_first=True), "pk")
-            .first()
-        )
+        instance = selectors.instance_by_id(self.kwargs["instance_id"])
         if instance is None:
             raise Http404(_("No DCS instance with this id."))
         return instance, None, instance_url(instance)

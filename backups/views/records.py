@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from django.db.models import F
 from django.http import Http404
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
@@ -13,6 +12,7 @@ from django.utils.translation import gettext_lazy
 from django.views.generic import DetailView
 from django_tables2 import SingleTableView
 
+from backups import selectors
 from backups.choices import BackupFormat, BackupStatus, BackupType, ColoredChoices, describe_error_code
 from backups.exports import iso_utc
 from backups.filters.records import BackupRecordFilterSet
@@ -96,15 +96,7 @@ class BackupRecordDetailView(DetailView):
     template_name = "backups/backuprecord_detail.html"
 
     def get_object(self, queryset=None) -> BackupRecord:
-        # backup_id is unique per instance only. Two instances sharing one is
-        # unlikely (they are UUIDs); if it happens, show the one still listed,
-        # then the oldest.
-        record = (
-            BackupRecord.objects.select_related("instance")
-            .filter(backup_id=self.kwargs["backup_id"])
-            .order_by(F("gone_at").asc(nulls_first=True), "pk")
-            .first()
-        )
+        record = selectors.backup_by_id(self.kwargs["backup_id"])
         if record is None:
             raise Http404(_("No backup with this id."))
         return record

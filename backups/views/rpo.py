@@ -12,7 +12,7 @@ from datetime import timedelta
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
-from django.db.models import Count, F
+from django.db.models import Count
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -21,7 +21,7 @@ from django.utils.translation import gettext_lazy
 from django.views import View
 from django.views.generic import TemplateView
 
-from backups import roles
+from backups import roles, selectors
 from backups.models import DcsInstance, RpoPolicy
 from backups.rpo import (
     DEFAULT_SOURCE,
@@ -89,13 +89,7 @@ class RpoPolicyForm(forms.Form):
             self.add_error("tag_key", _("Name the tag key this policy applies to."))
         if scope == Scope.INSTANCE:
             instance_id = data.get("instance", "")
-            instance = (
-                DcsInstance.objects.filter(instance_id=instance_id)
-                .order_by(F("gone_at").asc(nulls_first=True), "pk")
-                .first()
-                if instance_id
-                else None
-            )
+            instance = selectors.instance_by_id(instance_id) if instance_id else None
             if instance is None:
                 self.add_error(
                     "instance",

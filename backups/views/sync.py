@@ -14,7 +14,6 @@ import logging
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.core.cache import cache
-from django.db.models import F
 from django.http import Http404, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -25,7 +24,7 @@ from django.views.generic import DetailView
 from django_tables2 import SingleTableView
 from kombu.exceptions import KombuError
 
-from backups import audit, tasks
+from backups import audit, selectors, tasks
 from backups.choices import SyncOutcome
 from backups.filters.sync import SyncRunFilterSet
 from backups.models import DcsInstance, SyncRun
@@ -205,12 +204,7 @@ class InstanceSyncNowView(SyncNowView):
     """Queue a full sync of one instance (``backups:instance-sync-now``), then go back."""
 
     def get_instance(self) -> DcsInstance:
-        # The same choice as the instance's page: the one still listed wins, then the oldest.
-        instance = (
-            DcsInstance.objects.filter(instance_id=self.kwargs["instance_id"])
-            .order_by(F("gone_at").asc(nulls_first=True), "pk")
-            .first()
-        )
+        instance = selectors.instance_by_id(self.kwargs["instance_id"])
         if instance is None:
             raise Http404(_("No DCS instance with this id."))
         return instance
