@@ -41,7 +41,7 @@ from django.db.models.functions import Coalesce, NullIf, Round
 from django.utils import timezone
 
 from backups.choices import BackupStatus, SyncOutcome
-from backups.models import BackupHourlyCount, BackupRecord, DcsInstance, SyncError, SyncRun
+from backups.models import Alert, BackupHourlyCount, BackupRecord, DcsInstance, SyncError, SyncRun
 from backups.restores import with_restore_facts
 from backups.rpo import DEFAULT_SOURCE, default_rpo
 from backups.sync.health import SyncHealth, health, health_from, health_queries
@@ -495,6 +495,8 @@ class Freshness:
     more_errors: int = 0
     # The workers and the broker, asked in the same query (sync.health).
     health: SyncHealth | None = None
+    # Alerts not recovered yet (backups.alerts), asked in the same query too.
+    open_alerts: int = 0
 
     @property
     def is_warning(self) -> bool:
@@ -527,6 +529,8 @@ def sync_freshness(*, now: datetime) -> Freshness:
         quoted[f"error_scope_{n}"] = Subquery(errors.values("scope")[n : n + 1])
         quoted[f"error_message_{n}"] = Subquery(errors.values("error_msg")[n : n + 1])
     machinery = {name: Subquery(query) for name, query in health_queries().items()}
+    open_alerts = Alert.objects.filter(resolved_at=None).order_by()
+    machinery["open_alerts"] = Subquery(open_alerts.values("resolved_at").annotate(n=Count("pk")).values("n"))
     run = (
         fleet.finished()
         .annotate(
@@ -541,7 +545,9 @@ def sync_freshness(*, now: datetime) -> Freshness:
     stale_after = sync_stale_after()
     if run is None:
         # Never synced: the machinery's facts have no run row to ride on.
-        return Freshness("never", None, None, None, stale_after, health=health(now=now))
+        return Freshness(
+            "never", None, None, None, stale_after, health=health(now=now), open_alerts=open_alerts.count()
+        )
     if run.outcome in (SyncOutcome.FAILED, SyncOutcome.PARTIAL):
         state = str(run.outcome)
     elif run.last_success_at is None or now - run.last_success_at > stale_after:
@@ -563,6 +569,7 @@ def sync_freshness(*, now: datetime) -> Freshness:
         errors=messages,
         more_errors=max(run.error_count - len(messages), 0) if messages else 0,
         health=health_from(run, now=now),
+        open_alerts=run.open_alerts or 0,
     )
 
 

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from backups.models import WorkerHeartbeat
+from backups.models import Alert, WorkerHeartbeat
 from tests.factories import make_instance, make_record, make_sync_run
 
 URL = "/"
@@ -265,7 +265,7 @@ def test_it_says_up_to_date_after_a_recent_sync(admin_client):
     html = section(admin_client.get(URL).text, "freshness-title")
 
     assert "Up to date." in html
-    assert "alert" not in html
+    assert 'class="alert' not in html, "no warning"
     assert '<span class="badge badge--green">Succeeded</span>' in html
 
 
@@ -547,3 +547,20 @@ def test_it_offers_a_superuser_to_sync_the_fleet_outside_the_live_part(admin_cli
     # Not in the part that is swapped every 5 s, which would take the focus away.
     assert form < html.index('id="overview-live"')
     assert "Sync the fleet now" in html
+
+
+def test_it_counts_the_open_alerts_and_links_to_them(admin_client):
+    make_sync_run(outcome="succeeded", finished_at=timezone.now())
+    instance = make_instance()
+    now = timezone.now()
+    for n, resolved in enumerate((None, None, now)):
+        Alert.objects.create(
+            kind="rpo", key=f"rpo:{n}", instance=instance, summary="over", opened_at=now, resolved_at=resolved
+        )
+    with CaptureQueriesContext(connection) as queries:
+        html = admin_client.get(reverse("backups:overview")).content.decode()
+    assert len(queries) == OVERVIEW_QUERIES, "the count rides on the freshness query"
+    link = re.search(r'<a class="badge badge--red" href="([^"]+)">(\d+)</a>', html)
+    assert link and link.group(2) == "2"
+    assert link.group(1) == reverse("backups:alert-list") + "?state=open"
+    assert "over" in admin_client.get(link.group(1)).content.decode()
