@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from backups.middleware import (
     common_timezones,
     selectable_timezones,
 )
-from backups.models import SyncRun
+from backups.models import RpoPolicy, SyncRun
 from tests.factories import T0, make_instance, make_record
 
 SET_TZ_URL = "/preferences/timezone/"
@@ -318,14 +319,17 @@ def assert_no_inline_code(html: str, where: str) -> None:
     assert not INLINE_HANDLER.search(html), f"inline event handler on {where}"
 
 
-def page_urls(record, run) -> list[str]:
-    """Every page of the app, from its URL patterns, so a new page is checked too."""
+def page_urls(record, run, policy=None) -> list[str]:
+    """Every page of the app, from its URL patterns, so a new page is checked too.
+
+    ``pk`` is the sync run's, or the RPO policy's on the policy pages."""
     known = {"instance_id": record.instance.instance_id, "backup_id": record.backup_id, "pk": run.pk}
     urls = []
     for pattern in backup_urls.urlpatterns:
         if not isinstance(pattern, URLPattern) or str(pattern.pattern).startswith("preferences/"):
             continue
-        kwargs = {name: known.get(name, "x") for name in pattern.pattern.converters}
+        pk = policy.pk if policy is not None and pattern.name.startswith("rpo-") else run.pk
+        kwargs = {name: {**known, "pk": pk}.get(name, "x") for name in pattern.pattern.converters}
         urls.append(reverse(f"backups:{pattern.name}", kwargs=kwargs))
     return sorted(set(urls))
 
@@ -336,8 +340,9 @@ def test_it_renders_no_inline_script_or_style_on_any_page(admin_client, client):
     running = make_record(instance, status="backuping", progress=40)
     make_record(instance, status="failed", error_code="dcs.08.0002")
     run = SyncRun.objects.create(scope=SyncRun.FLEET_SCOPE, started_at=T0)
+    policy = RpoPolicy.objects.create(scope="region", region=instance.region, max_age=timedelta(hours=8))
     admin_client.cookies[TIMEZONE_COOKIE] = "Asia/Shanghai"
-    urls = page_urls(running, run)
+    urls = page_urls(running, run, policy)
     assert "/backups/" in urls and f"/instances/{instance.instance_id}/" in urls
 
     pages = 0
