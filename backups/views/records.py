@@ -13,7 +13,7 @@ from django.views.generic import DetailView
 from django_tables2 import SingleTableView
 
 from backups import selectors
-from backups.choices import BackupFormat, BackupStatus, BackupType, ColoredChoices, describe_error_code
+from backups.choices import BackupFormat, BackupStatus, BackupType, ColoredChoices
 from backups.exports import iso_utc
 from backups.filters.records import BackupRecordFilterSet
 from backups.incident import MAX_INSTANCES, incident_link
@@ -118,7 +118,6 @@ class BackupRecordDetailView(DetailView):
             status_badge=badge(BackupStatus, record.status),
             type_badge=badge(BackupType, record.backup_type),
             format_badge=badge(BackupFormat, record.backup_format),
-            error_meaning=describe_error_code(record.error_code),
             duration=duration_text(record.duration, units=4) if record.duration is not None else "",
             anomaly_badges=anomaly_badges(record),
             times=[(label, value, iso_utc(value) if value else "") for label, value in times],
