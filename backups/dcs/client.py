@@ -407,18 +407,13 @@ class DcsClient:
         begin: datetime | None = None,
         end: datetime | None = None,
     ) -> Listing:
-        params = {}
-        if begin is not None:
-            params["begin_time"] = as_api_time(begin)
-        if end is not None:
-            params["end_time"] = as_api_time(end)
         return self._listing(
             project,
             f"/v2/{project.project_id}/instances/{instance_id}/backups",
             list_key="backup_record_response",
             total_key="total_num",
             id_key="backup_id",
-            params=params,
+            params=_window(begin, end),
         )
 
     def list_restores(

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import transaction
+from django.db import models, transaction
+from django.db.models import QuerySet
 
 from backups.anomalies import SUCCEEDED, detect_anomalies
 from backups.dcs.client import DcsClient, Listing
@@ -187,19 +188,90 @@ class _Existing:
     gone: bool
 
 
-def _existing_records(instance: DcsInstance, backup_ids: list[str] | None) -> dict[str, _Existing]:
-    """Stored rows of the instance: those with these ids, or all of them (None)."""
-    columns = ("backup_id", "pk", "status", "progress", "raw", "gone_at")
+def existing_rows(rows: QuerySet, key: str, keys: list[str] | None = None) -> dict[str, _Existing]:
+    """Stored rows of an instance by their API id (``key``): those with these ids, or all (None)."""
+    columns = (key, "pk", "status", "progress", "raw", "gone_at")
     existing = {}
-    queries = (
-        [instance.backups.all()]
-        if backup_ids is None
-        else [instance.backups.filter(backup_id__in=chunk) for chunk in _chunks(backup_ids)]
-    )
+    if keys is None:
+        queries = [rows.all()]
+    else:
+        queries = [rows.filter(**{f"{key}__in": chunk}) for chunk in _chunks(keys)]
     for query in queries:
-        for backup_id, pk, status, progress, raw, gone_at in query.order_by().values_list(*columns):
-            existing[backup_id] = _Existing(pk, status, progress, raw, gone_at is not None)
+        for ident, pk, status, progress, raw, gone_at in query.order_by().values_list(*columns):
+            existing[ident] = _Existing(pk, status, progress, raw, gone_at is not None)
     return existing
+
+
+def upsert_observed(
+    *,
+    rows,
+    change_model: type[models.Model],
+    change_key: str,
+    key: str,
+    fields: tuple[str, ...],
+    records: dict,
+    existing: dict[str, _Existing],
+    now: datetime,
+    touch: bool,
+    mark_gone: bool,
+) -> tuple[StoredCounts, list]:
+    """Upsert what a listing says of an instance's backups or restores; call it inside a transaction.
+
+    ``rows`` is the instance's related manager (``instance.backups``,
+    ``instance.restores``), ``records`` the parsed API items by their id
+    (``key``), ``existing`` the stored rows (:func:`existing_rows`), and
+    ``fields`` the model fields the items carry. Only new and changed rows
+    are written, and a change of status or progress is kept as a
+    ``change_model`` row (``change_key``: its foreign key to the row).
+    ``touch`` also moves ``last_seen`` of the unchanged rows; ``mark_gone``
+    marks the stored rows the listing no longer has as gone. Returns the
+    counts and the rows written.
+    """
+    model = rows.model
+    counts = StoredCounts()
+    upserts = []
+    unchanged: list[int] = []
+    for ident, data in records.items():
+        before = existing.get(ident)
+        if before is not None and before.raw == data.raw and not before.gone:
+            unchanged.append(before.pk)
+            continue
+        upserts.append(
+            model(
+                instance=rows.instance,
+                **{key: ident},
+                first_seen=now,
+                last_seen=now,
+                gone_at=None,
+                **data.model_values(),
+            )
+        )
+    model.objects.bulk_create(
+        upserts,
+        batch_size=BATCH_SIZE,
+        update_conflicts=True,
+        unique_fields=["instance", key],
+        update_fields=[*fields, "last_seen", "gone_at"],
+    )
+    changes = []
+    for row in upserts:
+        before = existing.get(getattr(row, key))
+        if before is None:
+            counts.new += 1
+        else:
+            counts.updated += 1
+        if before is None or (before.status, before.progress) != (row.status, row.progress):
+            observed = {"observed_at": now, "status": row.status, "progress": row.progress}
+            changes.append(change_model(**{change_key: row.pk}, **observed))
+    change_model.objects.bulk_create(changes, batch_size=BATCH_SIZE)
+    if touch:
+        for chunk in _chunks(unchanged):
+            model.objects.filter(pk__in=chunk).update(last_seen=now)
+    if mark_gone:
+        vanished = [e.pk for ident, e in existing.items() if not e.gone and ident not in records]
+        for chunk in _chunks(vanished):
+            counts.gone += model.objects.filter(pk__in=chunk).update(gone_at=now)
+    return counts, upserts
 
 
 def store_backups(
@@ -217,55 +289,20 @@ def store_backups(
     refreshes ``last_seen`` of the unchanged rows and, when ``complete``,
     marks the stored records it no longer contains as gone.
     """
-    counts = StoredCounts()
-    existing = _existing_records(instance, list(records) if windowed else None)
-    upserts: list[BackupRecord] = []
-    unchanged: list[int] = []
-    for data in records.values():
-        before = existing.get(data.backup_id)
-        if before is not None and before.raw == data.raw and not before.gone:
-            unchanged.append(before.pk)
-            continue
-        upserts.append(
-            BackupRecord(
-                instance=instance,
-                backup_id=data.backup_id,
-                first_seen=now,
-                last_seen=now,
-                gone_at=None,
-                **data.model_values(),
-            )
-        )
-    BackupRecord.objects.bulk_create(
-        upserts,
-        batch_size=BATCH_SIZE,
-        update_conflicts=True,
-        unique_fields=["instance", "backup_id"],
-        update_fields=[*BackupRecordData.MODEL_FIELDS, "last_seen", "gone_at"],
+    counts, written = upsert_observed(
+        rows=instance.backups,
+        change_model=BackupStatusChange,
+        change_key="record_id",
+        key="backup_id",
+        fields=BackupRecordData.MODEL_FIELDS,
+        records=records,
+        existing=existing_rows(instance.backups, "backup_id", list(records) if windowed else None),
+        now=now,
+        touch=not windowed,
+        mark_gone=not windowed and complete,
     )
-    changes = []
-    for record in upserts:
-        before = existing.get(record.backup_id)
-        if before is None:
-            counts.new += 1
-        else:
-            counts.updated += 1
-        if before is None or (before.status, before.progress) != (record.status, record.progress):
-            changes.append(
-                BackupStatusChange(
-                    record_id=record.pk, observed_at=now, status=record.status, progress=record.progress
-                )
-            )
-    BackupStatusChange.objects.bulk_create(changes, batch_size=BATCH_SIZE)
     # Only what was written now: an unchanged listing evaluates nothing.
-    detect_anomalies(instance=instance, records=[r.pk for r in upserts if r.status == SUCCEEDED])
-    if not windowed:
-        for chunk in _chunks(unchanged):
-            BackupRecord.objects.filter(pk__in=chunk).update(last_seen=now)
-        if complete:
-            vanished = [e.pk for backup_id, e in existing.items() if not e.gone and backup_id not in records]
-            for chunk in _chunks(vanished):
-                counts.gone += BackupRecord.objects.filter(pk__in=chunk).update(gone_at=now)
+    detect_anomalies(instance=instance, records=[r.pk for r in written if r.status == SUCCEEDED])
     return counts
 
 
@@ -274,7 +311,9 @@ __all__ = [
     "InstancesListed",
     "Problem",
     "StoredCounts",
+    "existing_rows",
     "fetch_backups",
     "store_backups",
     "sync_project_instances",
+    "upsert_observed",
 ]

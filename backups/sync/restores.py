@@ -18,8 +18,8 @@ from backups.dcs.client import DcsClient, Listing
 from backups.dcs.config import DcsProject
 from backups.dcs.records import RecordParseError
 from backups.dcs.restores import RestoreRecordData, parse_restore_record
-from backups.models import DcsInstance, RestoreRecord, RestoreStatusChange
-from backups.sync.listings import BATCH_SIZE, Problem, _chunks
+from backups.models import DcsInstance, RestoreStatusChange
+from backups.sync.listings import Problem, StoredCounts, existing_rows, upsert_observed
 
 logger = logging.getLogger("backups.sync")
 
@@ -29,14 +29,6 @@ class RestoresListed:
     records: dict[str, RestoreRecordData]
     complete: bool
     problems: list[Problem] = field(default_factory=list)
-
-
-@dataclass
-class RestoreCounts:
-    new: int = 0
-    updated: int = 0
-    gone: int = 0
-    changes: int = 0  # RestoreStatusChange rows written
 
 
 def parse_restores(*, instance: DcsInstance, listing: Listing | list) -> RestoresListed:
@@ -73,7 +65,7 @@ def store_restores(
     listing: RestoresListed | Listing | list,
     now: datetime,
     touch: bool = True,
-) -> RestoreCounts:
+) -> StoredCounts:
     """Upsert one whole listing of an instance's restores; call it inside a transaction.
 
     New and changed rows are written; ``touch`` also moves ``last_seen`` of
@@ -83,65 +75,19 @@ def store_restores(
     """
     if not isinstance(listing, RestoresListed):
         listing = parse_restores(instance=instance, listing=listing)
-    records = listing.records
-    counts = RestoreCounts()
-    existing = {
-        restore_id: (pk, status, progress, raw, gone_at is not None)
-        for restore_id, pk, status, progress, raw, gone_at in instance.restores.order_by().values_list(
-            "restore_id", "pk", "status", "progress", "raw", "gone_at"
-        )
-    }
-    upserts: list[RestoreRecord] = []
-    unchanged: list[int] = []
-    for data in records.values():
-        before = existing.get(data.restore_id)
-        if before is not None and before[3] == data.raw and not before[4]:
-            unchanged.append(before[0])
-            continue
-        upserts.append(
-            RestoreRecord(
-                instance=instance,
-                restore_id=data.restore_id,
-                first_seen=now,
-                last_seen=now,
-                gone_at=None,
-                **data.model_values(),
-            )
-        )
-    RestoreRecord.objects.bulk_create(
-        upserts,
-        batch_size=BATCH_SIZE,
-        update_conflicts=True,
-        unique_fields=["instance", "restore_id"],
-        update_fields=[*RestoreRecordData.MODEL_FIELDS, "last_seen", "gone_at"],
+    counts, _written = upsert_observed(
+        rows=instance.restores,
+        change_model=RestoreStatusChange,
+        change_key="restore_id",
+        key="restore_id",
+        fields=RestoreRecordData.MODEL_FIELDS,
+        records=listing.records,
+        existing=existing_rows(instance.restores, "restore_id"),
+        now=now,
+        touch=touch,
+        mark_gone=listing.complete,
     )
-    changes = []
-    for record in upserts:
-        before = existing.get(record.restore_id)
-        if before is None:
-            counts.new += 1
-        else:
-            counts.updated += 1
-        if before is None or (before[1], before[2]) != (record.status, record.progress):
-            if record.pk is None:  # a database that returns no ids from an upsert
-                record.pk = RestoreRecord.objects.get(instance=instance, restore_id=record.restore_id).pk
-            changes.append(
-                RestoreStatusChange(
-                    restore_id=record.pk, observed_at=now, status=record.status, progress=record.progress
-                )
-            )
-    RestoreStatusChange.objects.bulk_create(changes, batch_size=BATCH_SIZE)
-    counts.changes = len(changes)
-    if touch:
-        for chunk in _chunks(unchanged):
-            RestoreRecord.objects.filter(pk__in=chunk).update(last_seen=now)
-    if listing.complete:
-        vanished = [
-            pk for restore_id, (pk, *_, gone) in existing.items() if not gone and restore_id not in records
-        ]
-        for chunk in _chunks(vanished):
-            counts.gone += RestoreRecord.objects.filter(pk__in=chunk).update(gone_at=now)
     return counts
 
 
-__all__ = ["RestoreCounts", "RestoresListed", "fetch_restores", "parse_restores", "store_restores"]
+__all__ = ["RestoresListed", "fetch_restores", "parse_restores", "store_restores"]
