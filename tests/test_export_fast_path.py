@@ -26,6 +26,7 @@ EXPORT_URLS = ["/backups/", "/instances/", "/sync/", "/audit/"]
 
 def the_slow_way(monkeypatch) -> None:
     """Every cell through BoundRow.get_cell_value() and every record through the ORM, as before."""
+    monkeypatch.setattr(exports, "tuple_rows", lambda table, fields: None)
     monkeypatch.setattr(exports, "fast_records", lambda queryset, named=(): None)
     monkeypatch.setattr(
         exports,
