@@ -17,7 +17,7 @@ management command) recomputes a whole instance.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from statistics import median
@@ -27,29 +27,35 @@ from django.db.models import F, Q
 from django.utils.translation import gettext
 
 from backups.choices import BackupStatus
+from backups.db import bulk_update
 from backups.models import BackupRecord, DcsInstance
 
 SUCCEEDED = BackupStatus.SUCCEED.value
 # Fewer known values than this before a backup: no median worth comparing with.
 MIN_SAMPLES = 5
-BATCH_SIZE = 500
 SIZE, DURATION = "size", "duration"
+# The columns this module writes, in the order of the values it returns.
+FIELDS = ("size_ratio", "duration_ratio", "anomaly")
 _COLUMNS = ("pk", "created_at", "updated_at", "size", "size_ratio", "duration_ratio", "anomaly")
 
 
 @dataclass
 class _Row:
-    pk: int
+    pk: int | None
     created_at: datetime
     updated_at: datetime | None
     size: int | None
-    size_ratio: float | None
-    duration_ratio: float | None
-    anomaly: str
+    size_ratio: float | None = None
+    duration_ratio: float | None = None
+    anomaly: str = ""
+    # Where the row sorts among those of the same created_at: a stored row by
+    # its id; one about to be inserted after every stored one, in the order
+    # of the insert, as the ids it will get.
+    order: tuple[int, int] = (0, 0)
 
     @property
-    def key(self) -> tuple[datetime, int]:
-        return (self.created_at, self.pk)
+    def key(self) -> tuple[datetime, tuple[int, int]]:
+        return (self.created_at, self.order)
 
     @property
     def duration(self) -> float | None:
@@ -114,7 +120,22 @@ class _Known:
 
 
 def _rows(queryset) -> list[_Row]:
-    return [_Row(*values) for values in queryset.values_list(*_COLUMNS)]
+    rows = [_Row(*values) for values in queryset.values_list(*_COLUMNS)]
+    for row in rows:
+        row.order = (0, row.pk)
+    return rows
+
+
+def _succeeded(instance: DcsInstance):
+    return BackupRecord.objects.filter(instance=instance, status=SUCCEEDED, created_at__isnull=False)
+
+
+def _earlier(instance: DcsInstance, start: datetime, limit: int) -> tuple[list[_Row], list[_Row]]:
+    """The ``limit`` newest succeeded rows before ``start`` with a known size; those with a known duration."""
+    earlier = _succeeded(instance).filter(created_at__lt=start).order_by("-created_at", "-id")
+    sized = _rows(earlier.filter(size__isnull=False)[:limit])
+    timed = _rows(earlier.filter(updated_at__isnull=False, updated_at__gte=F("created_at"))[:limit])
+    return sized, timed
 
 
 def _history(instance: DcsInstance, targets: list[int] | None, window: int) -> tuple[list[_Row], list[_Row]]:
@@ -124,7 +145,7 @@ def _history(instance: DcsInstance, targets: list[int] | None, window: int) -> t
     window), evaluated, plus the ``window`` newest with a known size and with
     a known duration before it: three queries on the (instance, created_at) index.
     """
-    succeeded = BackupRecord.objects.filter(instance=instance, status=SUCCEEDED, created_at__isnull=False)
+    succeeded = _succeeded(instance)
     if targets is None:
         rows = _rows(succeeded.order_by())
         return rows, rows
@@ -133,13 +154,24 @@ def _history(instance: DcsInstance, targets: list[int] | None, window: int) -> t
     if not span:
         return [], []
     start = min(row.created_at for row in span)
-    earlier = succeeded.filter(created_at__lt=start).order_by("-created_at", "-id")
-    sized = _rows(earlier.filter(size__isnull=False)[:window])
-    timed = _rows(earlier.filter(updated_at__isnull=False, updated_at__gte=F("created_at"))[:window])
     # Every row of the span, not only the targets: a backup stored late (an
     # older one a listing brought only now) moves the medians of the ones
     # after it. They are read anyway; only those whose flags change are written.
+    sized, timed = _earlier(instance, start, window)
     return span, [*span, *sized, *timed]
+
+
+def _evaluate(evaluate: list[_Row], history: list[_Row], window: int) -> Iterator[tuple[_Row, tuple]]:
+    """Each row to evaluate whose ratios or flags are not what is stored, with its new values (FIELDS)."""
+    unique = {id(row) if row.pk is None else row.pk: row for row in history}.values()
+    sizes = _Known(unique, lambda row: row.size)
+    durations = _Known(unique, lambda row: row.duration)
+    for row in evaluate:
+        size_ratio = ratio_of(row.size, sizes.before(row.key, window))
+        duration_ratio = ratio_of(row.duration, durations.before(row.key, window))
+        values = (size_ratio, duration_ratio, flags(size_ratio, duration_ratio))
+        if (row.size_ratio, row.duration_ratio, row.anomaly) != values:
+            yield row, values
 
 
 def detect_anomalies(*, instance: DcsInstance, records: Iterable[BackupRecord | int] | None = None) -> int:
@@ -147,31 +179,78 @@ def detect_anomalies(*, instance: DcsInstance, records: Iterable[BackupRecord | 
     succeeded backup of the instance).
 
     ``records`` are records or their ids; those not succeeded are skipped.
-    Only rows whose ratios or flags change are written, in batches. Returns
-    how many were written.
+    Only rows whose ratios or flags change are written, in one statement.
+    Returns how many were written.
     """
     window = settings.DASHBOARD_ANOMALY_WINDOW
     targets = None if records is None else [getattr(r, "pk", r) for r in records]
     if targets is not None and not targets:
         return 0
     evaluate, history = _history(instance, targets, window)
-    unique = {row.pk: row for row in history}.values()
-    sizes = _Known(unique, lambda row: row.size)
-    durations = _Known(unique, lambda row: row.duration)
-    changed: list[BackupRecord] = []
-    for row in evaluate:
-        size_ratio = ratio_of(row.size, sizes.before(row.key, window))
-        duration_ratio = ratio_of(row.duration, durations.before(row.key, window))
-        anomaly = flags(size_ratio, duration_ratio)
-        if (row.size_ratio, row.duration_ratio, row.anomaly) != (size_ratio, duration_ratio, anomaly):
-            changed.append(
-                BackupRecord(pk=row.pk, size_ratio=size_ratio, duration_ratio=duration_ratio, anomaly=anomaly)
-            )
-    for start in range(0, len(changed), BATCH_SIZE):
-        BackupRecord.objects.bulk_update(
-            changed[start : start + BATCH_SIZE], ["size_ratio", "duration_ratio", "anomaly"]
-        )
+    changed = [(row.pk, *values) for row, values in _evaluate(evaluate, history, window)]
+    bulk_update(BackupRecord, fields=FIELDS, rows=changed)
     return len(changed)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A backup about to be written: its values after the write, and its id if it is stored already."""
+
+    pk: int | None
+    status: str
+    created_at: datetime | None
+    updated_at: datetime | None
+    size: int | None
+
+
+def assess_pending(*, instance: DcsInstance, pending: list[Pending]) -> dict[int, tuple]:
+    """The ratios and flags (FIELDS) the backups about to be written get, by their index in ``pending``.
+
+    What ``detect_anomalies(records=...)`` would find after the write, found
+    before it, so that the write carries them and no row is written twice:
+    the succeeded ones among ``pending`` are the targets; the span from the
+    oldest of them on and the medians' history are read as they will be
+    after the write (stored rows, with the pending ones in place of their
+    stored selves). Stored rows of the span that are not pending and whose
+    values change (those after a backup stored late) are updated here.
+    Pending rows not succeeded are not evaluated: they keep what is stored.
+    Three queries, the same as ``detect_anomalies``; none without a target.
+    """
+    targets = [n for n, row in enumerate(pending) if row.status == SUCCEEDED and row.created_at is not None]
+    if not targets:
+        return {}
+    window = settings.DASHBOARD_ANOMALY_WINDOW
+    oldest = min(pending[n].created_at for n in targets)
+    # A pending row that is stored now is read from the database as it was;
+    # it is dropped there, and, if still succeeded, is among the targets.
+    rewritten = {row.pk for row in pending if row.pk is not None}
+    stored = _rows(_succeeded(instance).filter(created_at__gte=oldest).order_by())
+    span = [row for row in stored if row.pk not in rewritten]
+    # Every pending row dropped from the earlier ones could leave fewer than
+    # the window: read as many more.
+    sized, timed = (
+        [row for row in rows if row.pk not in rewritten][:window]
+        for rows in _earlier(instance, oldest, window + len(rewritten))
+    )
+    by_row = {}
+    for n in targets:
+        value = pending[n]
+        row = _Row(value.pk, value.created_at, value.updated_at, value.size)
+        # Unlike a stored one, a target's values are written whatever they
+        # are: no stored value is what anything compares equal to.
+        row.anomaly = None
+        row.order = (0, value.pk) if value.pk is not None else (1, n)
+        span.append(row)
+        by_row[id(row)] = n
+    assessed = {}
+    changed = []
+    for row, values in _evaluate(span, [*span, *sized, *timed], window):
+        if id(row) in by_row:
+            assessed[by_row[id(row)]] = values
+        else:
+            changed.append((row.pk, *values))
+    bulk_update(BackupRecord, fields=FIELDS, rows=changed)
+    return assessed
 
 
 def anomaly_q(kind: str) -> Q:
@@ -184,4 +263,15 @@ def anomaly_q(kind: str) -> Q:
     return flagged
 
 
-__all__ = ["MIN_SAMPLES", "anomaly_q", "describe", "detect_anomalies", "flags", "is_anomalous", "ratio_of"]
+__all__ = [
+    "FIELDS",
+    "MIN_SAMPLES",
+    "Pending",
+    "anomaly_q",
+    "assess_pending",
+    "describe",
+    "detect_anomalies",
+    "flags",
+    "is_anomalous",
+    "ratio_of",
+]

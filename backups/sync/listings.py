@@ -9,14 +9,19 @@ a time window may mark anything gone, and gone is decided by set difference
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
+from operator import attrgetter
+from typing import Any
 
 from django.db import models, transaction
 from django.db.models import QuerySet
 
-from backups.anomalies import SUCCEEDED, detect_anomalies
+from backups.anomalies import FIELDS as ANOMALY_FIELDS
+from backups.anomalies import Pending, assess_pending
+from backups.db import ValueList, bulk_insert
 from backups.dcs.client import DcsClient, Listing
 from backups.dcs.config import DcsProject
 from backups.dcs.errors import DcsApiError
@@ -82,11 +87,15 @@ class InstancesListed:
 def sync_project_instances(
     *, project: DcsProject, client: DcsClient, now: datetime, mark_gone: bool
 ) -> InstancesListed:
-    """List and upsert the instances of one project.
+    """List the instances of one project and write what changed.
 
-    With ``mark_gone`` (full syncs), a complete listing marks the project's
-    instances it no longer contains as gone, and their backups with them. Raises the client's DcsError
-    when the listing fails outright.
+    Only new, changed and returning instances are written; with
+    ``mark_gone`` (full syncs) the unchanged ones' ``last_seen`` is moved on
+    too, as a listing of everything does for backup records, so an
+    incremental sync of an unchanged fleet writes nothing here. A complete
+    listing with ``mark_gone`` also marks the project's instances it no
+    longer contains as gone, and their backups with them. Raises the
+    client's DcsError when the listing fails outright.
     """
     scope = f"project {project.region}/{project.project_id}"
     listing = client.list_instances(project)
@@ -101,20 +110,32 @@ def sync_project_instances(
         listed.setdefault(data.instance_id, data)
     complete = listing.complete and not problems
 
-    rows = [
-        DcsInstance(
-            region=project.region,
-            project_id=project.project_id,
-            instance_id=data.instance_id,
-            first_seen=now,
-            last_seen=now,
-            gone_at=None,
-            **data.model_values(),
-        )
-        for data in listed.values()
-    ]
     gone = records_gone = 0
     with transaction.atomic():
+        stored = {row.instance_id: row for row in DcsInstance.objects.filter(project_id=project.project_id)}
+        rows, unchanged = [], []
+        for data in listed.values():
+            values = data.model_values()
+            before = stored.get(data.instance_id)
+            if (
+                before is not None
+                and before.gone_at is None
+                and before.region == project.region
+                and all(getattr(before, name) == value for name, value in values.items())
+            ):
+                unchanged.append(before.pk)
+                continue
+            rows.append(
+                DcsInstance(
+                    region=project.region,
+                    project_id=project.project_id,
+                    instance_id=data.instance_id,
+                    first_seen=now,
+                    last_seen=now,
+                    gone_at=None,
+                    **values,
+                )
+            )
         DcsInstance.objects.bulk_create(
             rows,
             batch_size=BATCH_SIZE,
@@ -122,7 +143,13 @@ def sync_project_instances(
             unique_fields=["project_id", "instance_id"],
             update_fields=["region", *InstanceData.MODEL_FIELDS, "last_seen", "gone_at"],
         )
-        present = list(DcsInstance.objects.filter(project_id=project.project_id, gone_at__isnull=True))
+        if mark_gone:
+            for chunk in _chunks(unchanged):
+                DcsInstance.objects.filter(pk__in=chunk).update(last_seen=now)
+        if rows:
+            present = list(DcsInstance.objects.filter(project_id=project.project_id, gone_at__isnull=True))
+        else:
+            present = [row for row in stored.values() if row.gone_at is None]
         # A region or tags may have changed, and new instances have no RPO yet:
         # one query for the policies, writes only for the RPOs that changed.
         recompute_rpo(instances=present)
@@ -190,16 +217,20 @@ class _Existing:
 
 def existing_rows(rows: QuerySet, key: str, keys: list[str] | None = None) -> dict[str, _Existing]:
     """Stored rows of an instance by their API id (``key``): those with these ids, or all (None)."""
+    if keys is not None and not keys:
+        return {}
     columns = (key, "pk", "status", "progress", "raw", "gone_at")
+    if keys is not None:
+        rows = rows.filter(**{f"{key}__in": ValueList(keys, rows.model._meta.get_field(key))})
     existing = {}
-    if keys is None:
-        queries = [rows.all()]
-    else:
-        queries = [rows.filter(**{f"{key}__in": chunk}) for chunk in _chunks(keys)]
-    for query in queries:
-        for ident, pk, status, progress, raw, gone_at in query.order_by().values_list(*columns):
-            existing[ident] = _Existing(pk, status, progress, raw, gone_at is not None)
+    for ident, pk, status, progress, raw, gone_at in rows.order_by().values_list(*columns):
+        existing[ident] = _Existing(pk, status, progress, raw, gone_at is not None)
     return existing
+
+
+# Assesses the rows about to be written: given (stored id or None, parsed
+# item) of each, the values of extra columns for some, by index.
+Assess = Callable[[list[tuple[int | None, Any]]], dict[int, tuple]]
 
 
 def upsert_observed(
@@ -214,7 +245,9 @@ def upsert_observed(
     now: datetime,
     touch: bool,
     mark_gone: bool,
-) -> tuple[StoredCounts, list]:
+    assess: Assess | None = None,
+    assessed_fields: tuple[str, ...] = (),
+) -> StoredCounts:
     """Upsert what a listing says of an instance's backups or restores; call it inside a transaction.
 
     ``rows`` is the instance's related manager (``instance.backups``,
@@ -224,54 +257,76 @@ def upsert_observed(
     are written, and a change of status or progress is kept as a
     ``change_model`` row (``change_key``: its foreign key to the row).
     ``touch`` also moves ``last_seen`` of the unchanged rows; ``mark_gone``
-    marks the stored rows the listing no longer has as gone. Returns the
-    counts and the rows written.
+    marks the stored rows the listing no longer has as gone. ``assess``
+    gives some of the rows written the values of ``assessed_fields`` too,
+    in the same statement (the anomaly ratios of backups). Returns the counts.
+
+    Rows go to the database as plain tuples (backups.db.bulk_insert), a
+    statement or two per listing: no model instance is made.
     """
     model = rows.model
+    instance_pk = rows.instance.pk
     counts = StoredCounts()
-    upserts = []
+    written: list[tuple[str, Any, _Existing | None]] = []
     unchanged: list[int] = []
     for ident, data in records.items():
         before = existing.get(ident)
         if before is not None and before.raw == data.raw and not before.gone:
             unchanged.append(before.pk)
-            continue
-        upserts.append(
-            model(
-                instance=rows.instance,
-                **{key: ident},
-                first_seen=now,
-                last_seen=now,
-                gone_at=None,
-                **data.model_values(),
-            )
-        )
-    model.objects.bulk_create(
-        upserts,
-        batch_size=BATCH_SIZE,
-        update_conflicts=True,
-        unique_fields=["instance", key],
-        update_fields=[*fields, "last_seen", "gone_at"],
-    )
-    changes = []
-    for row in upserts:
-        before = existing.get(getattr(row, key))
-        if before is None:
-            counts.new += 1
         else:
-            counts.updated += 1
-        if before is None or (before.status, before.progress) != (row.status, row.progress):
-            observed = {"observed_at": now, "status": row.status, "progress": row.progress}
-            changes.append(change_model(**{change_key: row.pk}, **observed))
-    change_model.objects.bulk_create(changes, batch_size=BATCH_SIZE)
-    if touch:
-        for chunk in _chunks(unchanged):
-            model.objects.filter(pk__in=chunk).update(last_seen=now)
+            written.append((ident, data, before))
+
+    assessed = assess([(before and before.pk, data) for _, data, before in written]) if assess else {}
+    values_of = attrgetter(*fields)
+    columns = ("instance", key, *fields, "first_seen", "last_seen", "gone_at")
+    updated = (*fields, "last_seen", "gone_at")
+    plain, extended = [], []
+    for n, (ident, data, _before) in enumerate(written):
+        row = (instance_pk, ident, *values_of(data), now, now, None)
+        if n in assessed:
+            extended.append((*row, *assessed[n]))
+        else:
+            plain.append(row)
+    unique = ("instance", key)
+    bulk_insert(model, fields=columns, rows=plain, unique_fields=unique, update_fields=updated)
+    bulk_insert(
+        model,
+        fields=(*columns, *assessed_fields),
+        rows=extended,
+        unique_fields=unique,
+        update_fields=(*updated, *assessed_fields),
+    )
+
+    new_keys = [ident for ident, _data, before in written if before is None]
+    counts.new = len(new_keys)
+    counts.updated = len(written) - counts.new
+    # The ids of the new rows, one query; the changed ones have theirs.
+    ids = {}
+    if new_keys:
+        key_field = model._meta.get_field(key)
+        ids = dict(rows.filter(**{f"{key}__in": ValueList(new_keys, key_field)}).values_list(key, "pk"))
+    changes = [
+        (ids[ident] if before is None else before.pk, now, data.status, data.progress)
+        for ident, data, before in written
+        if before is None or (before.status, before.progress) != (data.status, data.progress)
+    ]
+    bulk_insert(change_model, fields=(change_key, "observed_at", "status", "progress"), rows=changes)
+
+    pk_field = model._meta.pk
+    if touch and unchanged:
+        model.objects.filter(pk__in=ValueList(unchanged, pk_field)).update(last_seen=now)
     if mark_gone:
         vanished = [e.pk for ident, e in existing.items() if not e.gone and ident not in records]
-        for chunk in _chunks(vanished):
-            counts.gone += model.objects.filter(pk__in=chunk).update(gone_at=now)
-    return counts, upserts
+        if vanished:
+            counts.gone = model.objects.filter(pk__in=ValueList(vanished, pk_field)).update(gone_at=now)
+    return counts
+
+
+def _assess_backups(
+    instance: DcsInstance, written: list[tuple[int | None, BackupRecordData]]
+) -> dict[int, tuple]:
+    pending = [Pending(pk, data.status, data.created_at, data.updated_at, data.size) for pk, data in written]
+    return assess_pending(instance=instance, pending=pending)
 
 
 def store_backups(
@@ -287,9 +342,11 @@ def store_backups(
     A windowed (incremental) listing writes only new and changed rows, so an
     unchanged instance costs no writes. A listing without a window also
     refreshes ``last_seen`` of the unchanged rows and, when ``complete``,
-    marks the stored records it no longer contains as gone.
+    marks the stored records it no longer contains as gone. The succeeded
+    backups written get their anomaly ratios in the same write
+    (backups.anomalies.assess_pending); an unchanged listing evaluates nothing.
     """
-    counts, written = upsert_observed(
+    return upsert_observed(
         rows=instance.backups,
         change_model=BackupStatusChange,
         change_key="record_id",
@@ -300,10 +357,9 @@ def store_backups(
         now=now,
         touch=not windowed,
         mark_gone=not windowed and complete,
+        assess=partial(_assess_backups, instance),
+        assessed_fields=ANOMALY_FIELDS,
     )
-    # Only what was written now: an unchanged listing evaluates nothing.
-    detect_anomalies(instance=instance, records=[r.pk for r in written if r.status == SUCCEEDED])
-    return counts
 
 
 __all__ = [

@@ -75,7 +75,7 @@ def store_restores(
     """
     if not isinstance(listing, RestoresListed):
         listing = parse_restores(instance=instance, listing=listing)
-    counts, _written = upsert_observed(
+    return upsert_observed(
         rows=instance.restores,
         change_model=RestoreStatusChange,
         change_key="restore_id",
@@ -87,7 +87,6 @@ def store_restores(
         touch=touch,
         mark_gone=listing.complete,
     )
-    return counts
 
 
 __all__ = ["RestoresListed", "fetch_restores", "parse_restores", "store_restores"]
