@@ -56,11 +56,18 @@ class DcsInstance(models.Model):
     gone_at = models.DateTimeField(_("gone since"), null=True, blank=True)
     # When a complete listing of this instance's backups last succeeded.
     backups_synced_at = models.DateTimeField(_("backups last synced"), null=True, blank=True)
-    # When any listing of its backups (complete, or a recent window) last
-    # succeeded: the next incremental sync asks from here, less an overlap.
+    # When a listing of its backups last succeeded, as written on this row:
+    # by a listing of all of them (a full sync, "Sync now"). Incremental
+    # syncs list a recent window every few minutes and record that check on
+    # their SyncRunItem (checked_at) instead, so an unchanged fleet costs no
+    # write here. When the backups were last listed at all is the newer of
+    # the two (backups.selectors.with_sync_staleness,
+    # backups.sync.runs.latest_checks); the next incremental sync asks from
+    # there, less an overlap.
     backups_checked_at = models.DateTimeField(_("backups last checked"), null=True, blank=True)
-    # When a sync last listed the instance's restores (backups.sync.runs lists
-    # them on every full sync, and on incremental ones once they are due).
+    # When a full sync or "Sync now" last listed the instance's restores; an
+    # incremental sync lists them once they are due and records that on its
+    # SyncRunItem (restores_checked_at), the same way.
     restores_checked_at = models.DateTimeField(_("restores last checked"), null=True, blank=True)
     raw = models.JSONField(_("raw JSON as last received"), default=dict)
     # A summary of the instance's backup records, kept current by database
@@ -694,13 +701,25 @@ class SyncRunItem(models.Model):
     dispatched_at = models.DateTimeField(_("dispatched"), null=True, blank=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    # The API's "now" when this item listed its instance's backups (a window,
+    # or all) completely, and when it listed its restores. An incremental
+    # sync keeps these check times here, on its own bookkeeping, rather than
+    # writing every instance's row on every tick: the instance's
+    # backups_checked_at and restores_checked_at are written by complete
+    # listings only, and readers take the newer (see DcsInstance).
+    checked_at = models.DateTimeField(_("backups listed"), null=True, blank=True)
+    restores_checked_at = models.DateTimeField(_("restores listed"), null=True, blank=True)
 
     class Meta:
         ordering = ["run", "position"]
         constraints = [
             models.UniqueConstraint(fields=["run", "instance"], name="uniq_instance_per_run"),
         ]
-        indexes = [models.Index(fields=["run", "state", "position"], name="sync_item_run_state")]
+        indexes = [
+            models.Index(fields=["run", "state", "position"], name="sync_item_run_state"),
+            # An instance's latest check: the incremental windows, the sync-stale pages.
+            models.Index(fields=["instance", "checked_at"], name="sync_item_instance_checked"),
+        ]
 
     def __str__(self) -> str:
         return f"run {self.run_id} #{self.position} {self.state}"

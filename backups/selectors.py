@@ -23,7 +23,9 @@ from django.db.models import (
     BooleanField,
     Case,
     Count,
+    DateTimeField,
     DurationField,
+    Exists,
     ExpressionWrapper,
     F,
     FloatField,
@@ -37,11 +39,19 @@ from django.db.models import (
     When,
     Window,
 )
-from django.db.models.functions import Coalesce, NullIf, Round
+from django.db.models.functions import Coalesce, Greatest, NullIf, Round
 from django.utils import timezone
 
 from backups.choices import BackupStatus, SyncOutcome
-from backups.models import Alert, BackupHourlyCount, BackupRecord, DcsInstance, SyncError, SyncRun
+from backups.models import (
+    Alert,
+    BackupHourlyCount,
+    BackupRecord,
+    DcsInstance,
+    SyncError,
+    SyncRun,
+    SyncRunItem,
+)
 from backups.restores import with_restore_facts
 from backups.rpo import DEFAULT_SOURCE, default_rpo
 from backups.sync.health import SyncHealth, health, health_from, health_queries
@@ -406,18 +416,37 @@ def with_sync_staleness(queryset: QuerySet[DcsInstance], *, now: datetime) -> Qu
     is running now is not stale before its turn comes.
     """
     cutoff = now - sync_stale_after()
+    # An incremental sync records its check on its run item (checked_at), not
+    # on the instance, whose backups_checked_at only a listing of everything
+    # writes: the newer of the two. Greatest is NULL on SQLite when either
+    # is, hence the Coalesce around it.
+    checks = SyncRunItem.objects.filter(instance=OuterRef("pk"), checked_at__isnull=False)
+    item_checked = Subquery(
+        checks.order_by("-checked_at").values("checked_at")[:1], output_field=DateTimeField()
+    )
+    own_checked = Coalesce("backups_checked_at", "backups_synced_at")
     return queryset.annotate(
-        last_synced_at=Coalesce("backups_checked_at", "backups_synced_at"),
-    ).annotate(
+        last_synced_at=Coalesce(Greatest(item_checked, own_checked), item_checked, own_checked),
+        # Asked without last_synced_at, so that the filter on it reads one
+        # index entry of a fresh instance (sync_item_instance_checked).
         sync_stale=Case(
             When(gone_at__isnull=False, then=Value(False)),
+            When(Exists(checks.filter(checked_at__gte=cutoff)), then=Value(False)),
             When(
-                Q(last_synced_at__lt=cutoff) | Q(last_synced_at__isnull=True, first_seen__lt=cutoff),
+                Q(backups_checked_at__gte=cutoff) | Q(backups_checked_at=None, backups_synced_at__gte=cutoff),
+                then=Value(False),
+            ),
+            # Not listed since the cutoff: stale, unless it never was and was found since.
+            When(
+                Q(backups_checked_at__isnull=False)
+                | Q(backups_synced_at__isnull=False)
+                | Q(first_seen__lt=cutoff)
+                | Exists(checks),
                 then=Value(True),
             ),
             default=Value(False),
             output_field=BooleanField(),
-        )
+        ),
     )
 
 

@@ -173,6 +173,35 @@ class DcsClient:
             rate_limiter=shared_rate_limiter(settings.DCS_RATE_LIMIT, settings.REDIS_URL),
         )
 
+    def spawn(self) -> DcsClient:
+        """A client for another thread: its own session and counters, everything else shared.
+
+        A requests session is not safe to share between threads, and the
+        counters are read before and after one listing to count its calls; the
+        rate limiter, the clock, the retry policy and the sleep are the same
+        objects, so every thread draws from one budget of requests.
+        """
+        twin = DcsClient(
+            self.config,
+            page_size=self.page_size,
+            connect_timeout=self.timeout[0],
+            read_timeout=self.timeout[1],
+            clock=self.clock,
+            retry=self.retry,
+            rate_limiter=self.rate_limiter,
+            sleep=self.sleep,
+            rng=self.rng,
+        )
+        twin.session.headers.update(self.session.headers)
+        return twin
+
+    def add_counts(self, other: DcsClient) -> None:
+        """Add another client's counters to this one's (a spawned client's, when its thread is done)."""
+        self.api_calls += other.api_calls
+        self.retries += other.retries
+        self.throttles += other.throttles
+        self.error_counts.update(other.error_counts)
+
     def _auth(self, project: DcsProject) -> SdkHmacSha256Auth:
         return SdkHmacSha256Auth(
             self.config.access_key,

@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Min
+from django.db.models import Count, F, Max, Min
 from django.utils import timezone
 
 from backups import locks
@@ -45,7 +48,14 @@ from backups.models import (
     SyncRunItem,
     SyncTrigger,
 )
-from backups.sync.listings import Problem, StoredCounts, fetch_backups, store_backups, sync_project_instances
+from backups.sync.listings import (
+    BackupsListed,
+    Problem,
+    StoredCounts,
+    fetch_backups,
+    store_backups,
+    sync_project_instances,
+)
 from backups.sync.restores import RestoresListed, fetch_restores, store_restores
 
 logger = logging.getLogger("backups.sync")
@@ -165,12 +175,42 @@ def _plan(run: SyncRun, targets: list[tuple[DcsInstance, datetime | None]], **ru
     run.refresh_from_db()
 
 
+def _newest(*moments: datetime | None) -> datetime | None:
+    return max((moment for moment in moments if moment is not None), default=None)
+
+
+def latest_checks(instance_pks: list[int]) -> dict[int, tuple[datetime | None, datetime | None]]:
+    """Instance pk → (backups, restores) last listed by an incremental sync, from the run items.
+
+    Items are kept a day (:data:`ITEM_RETENTION`); older checks are on the
+    instance's own row, written by the full syncs.
+    """
+    latest: dict[int, tuple[datetime | None, datetime | None]] = {}
+    for chunk in _chunks(instance_pks):
+        latest.update(
+            (pk, (backups, restores))
+            for pk, backups, restores in SyncRunItem.objects.filter(
+                instance_id__in=chunk, checked_at__isnull=False
+            )
+            .order_by()
+            .values_list("instance_id")
+            .annotate(Max("checked_at"), Max("restores_checked_at"))
+        )
+    return latest
+
+
+def _chunks(items: list, size: int = 500) -> list[list]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
 def _incremental_windows(instances: list[DcsInstance], overlap: timedelta) -> dict[int, datetime | None]:
     """Where each instance's listing starts; None: it has never been listed completely."""
     oldest_active = _oldest_active()
+    checks = latest_checks([instance.pk for instance in instances])
     windows: dict[int, datetime | None] = {}
     for instance in instances:
-        since = instance.backups_checked_at or instance.backups_synced_at
+        checked, _restores = checks.get(instance.pk, (None, None))
+        since = _newest(checked, instance.backups_checked_at, instance.backups_synced_at)
         if instance.backups_synced_at is None or since is None:
             windows[instance.pk] = None
             continue
@@ -365,6 +405,30 @@ def run_item(item_pk: int, *, client: DcsClient) -> SyncRunItem | None:
     Returns None when there was nothing to do (the item is done already, or
     its run was finished without it).
     """
+    started = _begin_item(item_pk, renew_run_lease=True)
+    if started is None:
+        return None
+    item, lease = started
+    if lease is None:
+        return item
+    run_lease = locks.held(run_lease_name(item.run), holder=item.run.token)
+    try:
+        with locks.keep_alive(lease, run_lease):
+            _store_item(
+                item, _fetch_item(item, client=client, restores_due=_restores_due(item, data_now(client)))
+            )
+    finally:
+        lease.release()
+    return item
+
+
+def _begin_item(item_pk: int, *, renew_run_lease: bool) -> tuple[SyncRunItem, locks.Lease | None] | None:
+    """Mark the item running and take its instance's lease: the database half before the API.
+
+    None: nothing to do (the item is done, or its run was finished without
+    it). A lease of None: another run holds the instance, and the item is
+    finished already (skipped, or failed with the reason).
+    """
     item = SyncRunItem.objects.select_related("run", "instance").filter(pk=item_pk).first()
     if item is None or item.state == State.DONE or item.run.outcome != SyncOutcome.RUNNING:
         return None
@@ -372,8 +436,8 @@ def run_item(item_pk: int, *, client: DcsClient) -> SyncRunItem | None:
     SyncRunItem.objects.filter(pk=item.pk).exclude(state=State.DONE).update(
         state=State.RUNNING, started_at=timezone.now()
     )
-    run_lease = locks.held(run_lease_name(run), holder=run.token)
-    run_lease.renew()
+    if renew_run_lease:
+        locks.held(run_lease_name(run), holder=run.token).renew()
     wait = 0.0 if run.kind == SyncKind.ACTIVE else INSTANCE_LEASE_WAIT
     name = instance_lease_name(item.instance_id)
     lease = locks.acquire(name, holder=run.token, wait=wait)
@@ -389,16 +453,10 @@ def run_item(item_pk: int, *, client: DcsClient) -> SyncRunItem | None:
                 f"not synced: {holder} was syncing this instance for longer than {INSTANCE_LEASE_WAIT:g} s",
             )
             _finish_item(item, outcome=SyncOutcome.FAILED, problems=[problem])
-        return item
-    try:
-        with locks.keep_alive(lease, run_lease):
-            _sync_item(item, client=client)
-    finally:
-        lease.release()
-    return item
+    return item, lease
 
 
-def _restores_due(item: SyncRunItem, instance: DcsInstance, now: datetime) -> bool:
+def _restores_due(item: SyncRunItem, now: datetime) -> bool:
     """Whether this item lists the instance's restores too.
 
     Always on a full sync and on "Sync now" of the instance; never on the
@@ -412,13 +470,34 @@ def _restores_due(item: SyncRunItem, instance: DcsInstance, now: datetime) -> bo
         return False
     if run.kind == SyncKind.FULL or run.instance_id is not None:
         return True
-    checked = instance.restores_checked_at
+    instance = item.instance
+    _backups, listed = latest_checks([instance.pk]).get(instance.pk, (None, None))
+    checked = _newest(listed, instance.restores_checked_at)
     if checked is None or checked <= now - timedelta(seconds=settings.DCS_RESTORE_SYNC_INTERVAL):
         return True
     return instance.restores.filter(status__in=RestoreStatus.active(), gone_at=None).exists()
 
 
-def _sync_item(item: SyncRunItem, *, client: DcsClient) -> None:
+@dataclass
+class Fetched:
+    """What the API said of one item's instance, parsed; no database was touched to get it."""
+
+    now: datetime  # the API's "now" when the listing began
+    listed: BackupsListed | None  # None: the backups could not be listed
+    restores: RestoresListed | None  # None: not due, or not listed
+    problems: list[Problem]
+    calls: int = 0
+    retries: int = 0
+    throttles: int = 0
+
+
+def _fetch_item(item: SyncRunItem, *, client: DcsClient, restores_due: bool) -> Fetched:
+    """The API half of an item: list (and parse) its backups and, when due, its restores.
+
+    Touches no database, so the in-process driver runs it on other threads,
+    each with its own client (:meth:`DcsClient.spawn`). Never raises: a
+    failure is a problem of the instance.
+    """
     instance = item.instance
     scope = f"instance {instance.instance_id}"
     before = _counters(client)
@@ -437,7 +516,7 @@ def _sync_item(item: SyncRunItem, *, client: DcsClient) -> None:
     # The restores right after the backups, one whole listing (they are few),
     # when they are due (_restores_due); not when the backups could not be
     # listed: the instance is unreachable.
-    if listed is not None and _restores_due(item, instance, now):
+    if listed is not None and restores_due:
         try:
             restores = fetch_restores(instance=instance, client=client)
             problems = [*problems, *restores.problems]
@@ -447,7 +526,16 @@ def _sync_item(item: SyncRunItem, *, client: DcsClient) -> None:
             # Recorded for the instance; the backups listed above are stored all the same.
             problems = [*problems, Problem.from_exception(f"{scope} restores", exc)]
     calls, retries, throttles = _delta(client, before)
+    return Fetched(now, listed, restores, problems, calls, retries, throttles)
+
+
+def _store_item(item: SyncRunItem, fetched: Fetched) -> None:
+    """The database half of an item: store what was listed and finish the item, in one transaction."""
+    instance = item.instance
+    scope = f"instance {instance.instance_id}"
+    listed, restores, problems, now = fetched.listed, fetched.restores, fetched.problems, fetched.now
     windowed = item.begin is not None
+    checked_at = restores_checked_at = None
     with transaction.atomic():
         counts = StoredCounts()
         if listed is not None:
@@ -460,15 +548,21 @@ def _sync_item(item: SyncRunItem, *, client: DcsClient) -> None:
             )
             if listed.complete:
                 # The next incremental listing starts here, less the overlap.
-                stamps = {"backups_checked_at": now}
+                checked_at = now
                 if not windowed:
-                    stamps["backups_synced_at"] = now
-                DcsInstance.objects.filter(pk=instance.pk).update(**stamps)
+                    # A listing of everything writes the records' last_seen
+                    # anyway; its check stays on the instance for good (the
+                    # item's goes after a day).
+                    DcsInstance.objects.filter(pk=instance.pk).update(
+                        backups_checked_at=now, backups_synced_at=now
+                    )
         if restores is not None:
             try:
                 with transaction.atomic():  # a savepoint: a failure here keeps the backups
                     store_restores(instance=instance, listing=restores, now=now, touch=not windowed)
-                    DcsInstance.objects.filter(pk=instance.pk).update(restores_checked_at=now)
+                    if not windowed:
+                        DcsInstance.objects.filter(pk=instance.pk).update(restores_checked_at=now)
+                restores_checked_at = now
             except Exception as exc:
                 logger.exception("sync: storing the restores of instance %s failed", instance.instance_id)
                 problems = [*problems, Problem.from_exception(f"{scope} restores", exc)]
@@ -483,9 +577,11 @@ def _sync_item(item: SyncRunItem, *, client: DcsClient) -> None:
             outcome=outcome,
             problems=problems,
             counts=counts,
-            api_calls=calls,
-            retries=retries,
-            throttles=throttles,
+            api_calls=fetched.calls,
+            retries=fetched.retries,
+            throttles=fetched.throttles,
+            checked_at=checked_at,
+            restores_checked_at=restores_checked_at,
         )
 
 
@@ -498,6 +594,8 @@ def _finish_item(
     api_calls: int = 0,
     retries: int = 0,
     throttles: int = 0,
+    checked_at: datetime | None = None,
+    restores_checked_at: datetime | None = None,
 ) -> bool:
     """Mark the item done and add its counts to the run, once; False if it was done already."""
     counts = counts or StoredCounts()
@@ -513,6 +611,8 @@ def _finish_item(
                 records_gone=counts.gone,
                 api_calls=api_calls,
                 finished_at=timezone.now(),
+                checked_at=checked_at,
+                restores_checked_at=restores_checked_at,
             )
         )
         if not done:
@@ -724,22 +824,18 @@ def run_in_process(
     plan: Callable[[], None] | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> SyncRun:
-    """Plan (if needed) and run every item here, one after the other; returns the finished run."""
+    """Plan (if needed) and run every item here; returns the finished run.
+
+    Up to ``run.concurrency`` items are listed at once on other threads
+    (:class:`_Pipeline`) while this thread stores them one at a time.
+    """
     if run.outcome != SyncOutcome.RUNNING:
         return run
     try:
         with locks.keep_alive(locks.held(run_lease_name(run), holder=run.token)):
             if plan is not None:
                 plan()
-            total = SyncRunItem.objects.filter(run_id=run.pk).count()
-            done = SyncRunItem.objects.filter(run_id=run.pk, state=State.DONE).count()
-            if on_progress:
-                on_progress(done, total)
-            while (pk := claim_next(run.pk)) is not None:
-                run_item(pk, client=client)
-                done += 1
-                if on_progress:
-                    on_progress(done, total)
+            _Pipeline(run, client=client, on_progress=on_progress).run()
     except Exception as exc:
         # A bug or a database failure: the run is recorded as failed with the
         # reason rather than left "running" until the reaper finds it.
@@ -747,6 +843,93 @@ def run_in_process(
         abandon_run(run.pk, reason=f"{type(exc).__name__}: {exc}"[:1024], error=type(exc).__name__)
     finish_if_done(run.pk)
     return SyncRun.objects.get(pk=run.pk)
+
+
+class _Pipeline:
+    """The in-process driver: the API calls of the next items overlap the storing of the last.
+
+    One item after the other, a sync would spend each instance's API round
+    trips, its rate-limiter wait and its database writes in turn, and reach
+    well under the configured rate. Here up to ``run.concurrency`` items are
+    fetched at once (:func:`_fetch_item`, on a pool of threads, each with its
+    own client and all drawing on the client's one rate limiter) while this
+    thread, the only one that touches the database, begins the next items and
+    stores each fetched one as it comes (:func:`_store_item`). An item is the
+    same unit as a Celery task's: its lease is held from begin to store, and
+    its writes, its ``done`` and its counts commit together.
+    """
+
+    def __init__(self, run: SyncRun, *, client: DcsClient, on_progress: ProgressCallback | None) -> None:
+        self.run_pk = run.pk
+        self.width = max(1, run.concurrency)
+        self.client = client
+        self.on_progress = on_progress
+        self.in_flight: dict[Future, tuple[SyncRunItem, locks.Lease]] = {}
+        self._local = threading.local()
+        self._clients: list[DcsClient] = []
+        self.total = SyncRunItem.objects.filter(run_id=run.pk).count()
+        self.done = SyncRunItem.objects.filter(run_id=run.pk, state=State.DONE).count()
+
+    def run(self) -> None:
+        self._progress()
+        pool = ThreadPoolExecutor(max_workers=self.width, thread_name_prefix=f"sync-run-{self.run_pk}")
+        try:
+            queued = True
+            while queued or self.in_flight:
+                while queued and len(self.in_flight) < self.width:
+                    queued = self._begin_next(pool)
+                if self.in_flight:
+                    self._store_fetched()
+        finally:
+            # After a crash: the fetches under way end on their own (timeouts
+            # and retries are bounded) and the run's leases go with the run.
+            pool.shutdown(wait=True, cancel_futures=True)
+            for spawned in self._clients:
+                self.client.add_counts(spawned)
+
+    def _begin_next(self, pool: ThreadPoolExecutor) -> bool:
+        """Claim and begin the next queued item and hand its API calls to the pool; False: none left."""
+        pk = claim_next(self.run_pk)
+        if pk is None:
+            return False
+        started = _begin_item(pk, renew_run_lease=False)  # renewed by run_in_process's keep-alive
+        if started is None or started[1] is None:
+            self._item_done()  # nothing to do, or finished already: another run holds the instance
+            return True
+        item, lease = started
+        due = _restores_due(item, data_now(self.client))
+        self.in_flight[pool.submit(self._fetch, item, due)] = (item, lease)
+        return True
+
+    def _fetch(self, item: SyncRunItem, restores_due: bool) -> Fetched:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self.client.spawn()
+            self._clients.append(client)
+        return _fetch_item(item, client=client, restores_due=restores_due)
+
+    def _store_fetched(self) -> None:
+        """Store the items whose listings have come; renew the leases of those still under way."""
+        # Woken at least every third of the lease's ttl, so a listing that
+        # takes long (a throttled API's Retry-After) keeps its instance's lease.
+        ready, _ = wait(self.in_flight, timeout=locks.default_ttl() / 3, return_when=FIRST_COMPLETED)
+        for future in ready:
+            item, lease = self.in_flight.pop(future)
+            try:
+                _store_item(item, future.result())
+            finally:
+                lease.release()
+            self._item_done()
+        for _item, lease in self.in_flight.values():
+            lease.keep_alive()
+
+    def _item_done(self) -> None:
+        self.done += 1
+        self._progress()
+
+    def _progress(self) -> None:
+        if self.on_progress:
+            self.on_progress(self.done, self.total)
 
 
 __all__ = [
