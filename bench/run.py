@@ -230,14 +230,20 @@ def bench_users():
     from backups.roles import VIEWER
 
     user_model = get_user_model()
-    viewer, _ = user_model.objects.get_or_create(username="bench-viewer")
-    viewer.set_unusable_password()
-    viewer.save()
+    # The password is made unusable once, when the user is made: setting it
+    # again changes the session hash, which signs out every client of a
+    # bench part running at the same time (pages and export share the users).
+    viewer, created = user_model.objects.get_or_create(username="bench-viewer")
+    if created:
+        viewer.set_unusable_password()
+        viewer.save()
     viewer.groups.add(Group.objects.get(name=VIEWER))
-    admin, _ = user_model.objects.get_or_create(username="bench-admin")
-    admin.is_staff = admin.is_superuser = True
-    admin.set_unusable_password()
-    admin.save()
+    admin, created = user_model.objects.get_or_create(
+        username="bench-admin", defaults={"is_staff": True, "is_superuser": True}
+    )
+    if created:
+        admin.set_unusable_password()
+        admin.save()
     return viewer, admin
 
 
