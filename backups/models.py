@@ -221,6 +221,14 @@ class BackupRecord(models.Model):
             models.Index(fields=["finished_key", "id"], name="backup_finished_key"),
             # The anomaly filter: few rows are flagged, so only they are indexed.
             models.Index(fields=["-created_at", "-id"], name="backup_anomalous", condition=~Q(anomaly="")),
+            # The fleet page's backed-up size of each instance of a page (its
+            # succeeded backups still listed, summed): read off this index
+            # alone, not the ~1,000 rows of each instance (selectors.instances_with_stats).
+            models.Index(
+                fields=["instance", "size"],
+                name="backup_kept_size",
+                condition=Q(status=BackupStatus.SUCCEED, gone_at__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -709,6 +717,10 @@ class SyncRunItem(models.Model):
     # listings only, and readers take the newer (see DcsInstance).
     checked_at = models.DateTimeField(_("backups listed"), null=True, blank=True)
     restores_checked_at = models.DateTimeField(_("restores listed"), null=True, blank=True)
+    # Whether the item lists the restores too, decided when the run is planned
+    # (backups.sync.runs._restores_due): always on a full sync, when due on an
+    # incremental one, never on the active poll.
+    list_restores = models.BooleanField(_("lists restores"), default=False)
 
     class Meta:
         ordering = ["run", "position"]

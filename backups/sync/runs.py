@@ -42,6 +42,7 @@ from backups.models import (
     SKIPPED,
     BackupRecord,
     DcsInstance,
+    RestoreRecord,
     SyncError,
     SyncKind,
     SyncRun,
@@ -164,9 +165,14 @@ def start_run(
     return run
 
 
-def _plan(run: SyncRun, targets: list[tuple[DcsInstance, datetime | None]], **run_fields) -> None:
+def _plan(
+    run: SyncRun, targets: list[tuple[DcsInstance, datetime | None]], *, restores: set[int], **run_fields
+) -> None:
+    """Queue one item per target (instance, window start); those in ``restores`` list restores too."""
     items = [
-        SyncRunItem(run=run, instance=instance, position=position, begin=begin)
+        SyncRunItem(
+            run=run, instance=instance, position=position, begin=begin, list_restores=instance.pk in restores
+        )
         for position, (instance, begin) in enumerate(targets)
     ]
     with transaction.atomic():
@@ -203,10 +209,13 @@ def _chunks(items: list, size: int = 500) -> list[list]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def _incremental_windows(instances: list[DcsInstance], overlap: timedelta) -> dict[int, datetime | None]:
+def _incremental_windows(
+    instances: list[DcsInstance],
+    overlap: timedelta,
+    checks: dict[int, tuple[datetime | None, datetime | None]],
+) -> dict[int, datetime | None]:
     """Where each instance's listing starts; None: it has never been listed completely."""
     oldest_active = _oldest_active()
-    checks = latest_checks([instance.pk for instance in instances])
     windows: dict[int, datetime | None] = {}
     for instance in instances:
         checked, _restores = checks.get(instance.pk, (None, None))
@@ -234,6 +243,33 @@ def _oldest_active() -> dict[int, datetime | None]:
     )
 
 
+def _restores_due(
+    instances: list[DcsInstance], now: datetime, checks: dict[int, tuple[datetime | None, datetime | None]]
+) -> set[int]:
+    """The instances whose restores an incremental sync lists: due, or one still running.
+
+    Due once DCS_RESTORE_SYNC_INTERVAL has passed since they were last
+    listed, so an unchanged fleet costs one call per instance per tick, not
+    two. A full sync and "Sync now" always list them; the active poll, which
+    only moves running backups' progress, never does.
+    """
+    cutoff = now - timedelta(seconds=settings.DCS_RESTORE_SYNC_INTERVAL)
+    due = set()
+    for instance in instances:
+        _backups, listed = checks.get(instance.pk, (None, None))
+        checked = _newest(listed, instance.restores_checked_at)
+        if checked is None or checked <= cutoff:
+            due.add(instance.pk)
+    # Restores still running are few, fleet-wide.
+    running = set(
+        RestoreRecord.objects.filter(status__in=RestoreStatus.active(), gone_at=None)
+        .order_by()
+        .values_list("instance_id", flat=True)
+        .distinct()
+    )
+    return due | {instance.pk for instance in instances if instance.pk in running}
+
+
 def _overlap() -> timedelta:
     return timedelta(seconds=settings.DCS_INCREMENTAL_OVERLAP)
 
@@ -259,12 +295,18 @@ def plan_fleet(run: SyncRun, *, client: DcsClient) -> None:
         instances.extend(listed.instances)
         gone += listed.gone
         records_gone += listed.records_gone
-    windows = _incremental_windows(instances, _overlap()) if run.kind == SyncKind.INCREMENTAL else {}
+    if run.kind == SyncKind.INCREMENTAL:
+        checks = latest_checks([instance.pk for instance in instances])
+        windows = _incremental_windows(instances, _overlap(), checks)
+        restores = _restores_due(instances, now, checks)
+    else:
+        windows, restores = {}, {instance.pk for instance in instances}
     _record_errors(run.pk, problems, instance=None)
     calls, retries, throttles = _delta(client, before)
     _plan(
         run,
         [(instance, windows.get(instance.pk)) for instance in instances],
+        restores=restores,
         instances_seen=len(instances),
         instances_gone=gone,
         records_gone=F("records_gone") + records_gone,
@@ -308,7 +350,7 @@ def start_active_run(*, trigger: str = SyncTrigger.BEAT, task_id: str = "") -> S
     overlap = _overlap()
     instances = DcsInstance.objects.filter(pk__in=list(oldest_active)).order_by("pk")
     targets = [(instance, (oldest_active[instance.pk] or now) - overlap) for instance in instances]
-    _plan(run, targets, instances_seen=len(targets))
+    _plan(run, targets, restores=set(), instances_seen=len(targets))
     return run
 
 
@@ -328,7 +370,7 @@ def start_instance_run(
         task_id=task_id,
     )
     if run.outcome == SyncOutcome.RUNNING and run.planned_at is None:
-        _plan(run, [(instance, None)], instances_seen=1)
+        _plan(run, [(instance, None)], restores={instance.pk}, instances_seen=1)
     return run
 
 
@@ -414,9 +456,7 @@ def run_item(item_pk: int, *, client: DcsClient) -> SyncRunItem | None:
     run_lease = locks.held(run_lease_name(item.run), holder=item.run.token)
     try:
         with locks.keep_alive(lease, run_lease):
-            _store_item(
-                item, _fetch_item(item, client=client, restores_due=_restores_due(item, data_now(client)))
-            )
+            _store_item(item, _fetch_item(item, client=client))
     finally:
         lease.release()
     return item
@@ -456,28 +496,6 @@ def _begin_item(item_pk: int, *, renew_run_lease: bool) -> tuple[SyncRunItem, lo
     return item, lease
 
 
-def _restores_due(item: SyncRunItem, now: datetime) -> bool:
-    """Whether this item lists the instance's restores too.
-
-    Always on a full sync and on "Sync now" of the instance; never on the
-    active poll, which only moves running backups' progress. An incremental
-    sync lists them once DCS_RESTORE_SYNC_INTERVAL has passed, or while one
-    is still running, so an unchanged fleet costs one call per instance per
-    tick, not two.
-    """
-    run = item.run
-    if run.kind == SyncKind.ACTIVE:
-        return False
-    if run.kind == SyncKind.FULL or run.instance_id is not None:
-        return True
-    instance = item.instance
-    _backups, listed = latest_checks([instance.pk]).get(instance.pk, (None, None))
-    checked = _newest(listed, instance.restores_checked_at)
-    if checked is None or checked <= now - timedelta(seconds=settings.DCS_RESTORE_SYNC_INTERVAL):
-        return True
-    return instance.restores.filter(status__in=RestoreStatus.active(), gone_at=None).exists()
-
-
 @dataclass
 class Fetched:
     """What the API said of one item's instance, parsed; no database was touched to get it."""
@@ -491,7 +509,7 @@ class Fetched:
     throttles: int = 0
 
 
-def _fetch_item(item: SyncRunItem, *, client: DcsClient, restores_due: bool) -> Fetched:
+def _fetch_item(item: SyncRunItem, *, client: DcsClient) -> Fetched:
     """The API half of an item: list (and parse) its backups and, when due, its restores.
 
     Touches no database, so the in-process driver runs it on other threads,
@@ -514,9 +532,9 @@ def _fetch_item(item: SyncRunItem, *, client: DcsClient, restores_due: bool) -> 
         problems = [Problem.from_exception(scope, exc)]
     restores: RestoresListed | None = None
     # The restores right after the backups, one whole listing (they are few),
-    # when they are due (_restores_due); not when the backups could not be
-    # listed: the instance is unreachable.
-    if listed is not None and restores_due:
+    # when the plan says so (_restores_due); not when the backups could not
+    # be listed: the instance is unreachable.
+    if listed is not None and item.list_restores:
         try:
             restores = fetch_restores(instance=instance, client=client)
             problems = [*problems, *restores.problems]
@@ -599,7 +617,9 @@ def _finish_item(
 ) -> bool:
     """Mark the item done and add its counts to the run, once; False if it was done already."""
     counts = counts or StoredCounts()
-    with transaction.atomic():
+    # Its own transaction, or part of the item's (_store_item) with no
+    # savepoint: nothing here is worth rolling back alone.
+    with transaction.atomic(savepoint=False):
         done = (
             SyncRunItem.objects.filter(pk=item.pk)
             .exclude(state=State.DONE)
@@ -876,10 +896,12 @@ class _Pipeline:
         try:
             queued = True
             while queued or self.in_flight:
+                # The window is filled again after each item stored, so the
+                # threads are never idle while this one writes.
                 while queued and len(self.in_flight) < self.width:
                     queued = self._begin_next(pool)
                 if self.in_flight:
-                    self._store_fetched()
+                    self._store_next()
         finally:
             # After a crash: the fetches under way end on their own (timeouts
             # and retries are bounded) and the run's leases go with the run.
@@ -897,23 +919,23 @@ class _Pipeline:
             self._item_done()  # nothing to do, or finished already: another run holds the instance
             return True
         item, lease = started
-        due = _restores_due(item, data_now(self.client))
-        self.in_flight[pool.submit(self._fetch, item, due)] = (item, lease)
+        self.in_flight[pool.submit(self._fetch, item)] = (item, lease)
         return True
 
-    def _fetch(self, item: SyncRunItem, restores_due: bool) -> Fetched:
+    def _fetch(self, item: SyncRunItem) -> Fetched:
         client = getattr(self._local, "client", None)
         if client is None:
             client = self._local.client = self.client.spawn()
             self._clients.append(client)
-        return _fetch_item(item, client=client, restores_due=restores_due)
+        return _fetch_item(item, client=client)
 
-    def _store_fetched(self) -> None:
-        """Store the items whose listings have come; renew the leases of those still under way."""
+    def _store_next(self) -> None:
+        """Store one item whose listings have come; renew the leases of those still under way."""
         # Woken at least every third of the lease's ttl, so a listing that
         # takes long (a throttled API's Retry-After) keeps its instance's lease.
         ready, _ = wait(self.in_flight, timeout=locks.default_ttl() / 3, return_when=FIRST_COMPLETED)
-        for future in ready:
+        if ready:
+            future = next(iter(ready))
             item, lease = self.in_flight.pop(future)
             try:
                 _store_item(item, future.result())
