@@ -1,0 +1,20 @@
+# The fleet page sums each instance's kept backups off an index (selectors.instances_with_stats).
+
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("backups", "0013_sync_item_lists_restores"),
+    ]
+
+    operations = [
+        migrations.AddIndex(
+            model_name="backuprecord",
+            index=models.Index(
+                condition=models.Q(("gone_at__isnull", True), ("status", "succeed")),
+                fields=["instance", "size"],
+                name="backup_kept_size",
+            ),
+        ),
+    ]
