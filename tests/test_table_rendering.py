@@ -319,3 +319,19 @@ def test_the_viewer_group_sees_the_same_rows(client, django_user_model, fleet, r
 
 def test_every_instance_in_the_fleet_fixture_is_listed(fleet):
     assert DcsInstance.objects.count() == 7
+
+
+def test_the_cells_built_once_are_built_once_per_table_and_language(fleet):
+    from django.utils import translation
+
+    from backups.tables import BackupRecordTable
+
+    def badges_and_yes(language):
+        with translation.override(language):
+            table = BackupRecordTable(BackupRecord.objects.select_related("instance"))
+            return str(rendering.render_body_rows(table, Context()))
+
+    english, chinese = badges_and_yes("en"), badges_and_yes("zh-hans")
+    assert ">Succeeded</span>" in english and ">Yes</span>" in english
+    assert ">Succeeded</span>" not in chinese and ">Yes</span>" not in chinese
+    assert badges_and_yes("en") == english

@@ -18,6 +18,7 @@ from backups.tables.columns import (
     InstanceColumn,
     ProgressColumn,
     TimestampColumn,
+    YesNoColumn,
     gone_marker,
 )
 
@@ -67,9 +68,7 @@ class BackupRecordTable(tables.Table):
     anomaly = AnomalyColumn(verbose_name=_("Anomaly"))
     error_code = ErrorCodeColumn(verbose_name=_("Error"))
     remark = tables.Column(verbose_name=_("Remark"), attrs={"td": {"class": "cell--wrap"}})
-    is_support_restore = tables.BooleanColumn(
-        verbose_name=_("Restorable"), null=True, yesno=(_("Yes"), _("No"))
-    )
+    is_support_restore = YesNoColumn(verbose_name=_("Restorable"), null=True, yesno=(_("Yes"), _("No")))
 
     # Exports carry the ids on their own, next to the names shown.
     export_extra_fields = {

@@ -45,15 +45,22 @@ class ChoiceBadgeColumn(tables.Column):
 
     def __init__(self, choices: type[ColoredChoices], *args, **kwargs):
         self.choices = choices
+        # A page shows a handful of values: each badge is built once. A table
+        # copies its columns, so this lives for one table, in one language.
+        self._badges: dict = {}
         super().__init__(*args, **kwargs)
 
     def render(self, record, bound_column):
         raw = _raw_value(record, bound_column)
-        return format_html(
-            '<span class="badge badge--{}">{}</span>',
-            self.choices.color_of(raw),
-            self.choices.label_of(raw),
-        )
+        try:
+            return self._badges[raw]
+        except KeyError:
+            badge = self._badges[raw] = format_html(
+                '<span class="badge badge--{}">{}</span>',
+                self.choices.color_of(raw),
+                self.choices.label_of(raw),
+            )
+            return badge
 
     def value(self, record, bound_column):
         return self.choices.label_of(_raw_value(record, bound_column))
@@ -122,6 +129,22 @@ class BytesColumn(tables.Column):
     def value(self, value):
         # Exports carry the exact count, which a spreadsheet can sum.
         return str(int(value))
+
+
+class YesNoColumn(tables.BooleanColumn):
+    """django-tables2's BooleanColumn, its two cells built once per table (see ChoiceBadgeColumn)."""
+
+    def __init__(self, *args, **kwargs):
+        self._cells: dict[bool, str] = {}
+        super().__init__(*args, **kwargs)
+
+    def render(self, value, record, bound_column):
+        key = self._get_bool_value(record, value, bound_column)
+        try:
+            return self._cells[key]
+        except KeyError:
+            cell = self._cells[key] = super().render(value, record, bound_column)
+            return cell
 
 
 class TimestampColumn(tables.Column):

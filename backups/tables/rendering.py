@@ -22,6 +22,8 @@ rendered through django-tables2's own path, cell by cell: none of ours is.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -59,10 +61,6 @@ def bind_call(fn: Callable, offered: tuple[str, ...]) -> Callable[[dict], Any]:
     return lambda arguments: fn(**{name: arguments[name] for name in names})
 
 
-class _Unreadable(Exception):
-    """A cell whose accessor fails, on a column that renders one anyway (a link column's text)."""
-
-
 class CellRenderer:
     """One column of the table, bound for a page: how to read, render and wrap its cells."""
 
@@ -83,9 +81,8 @@ class CellRenderer:
         path, _separator, self.remainder = accessor.rpartition(accessor.SEPARATOR)
         self.path = A(path) if path else None
         self.display_method = f"get_{self.remainder}_display"
-        # Per model class: whether the accessor ends at a field with choices,
-        # whose get_FOO_display() label is the value django-tables2 renders.
-        self._shows_display: dict[type, bool] = {}
+        # Per model class of the records: how the value is read (see _plan).
+        self._plans: dict[type, _DisplayPlan | None] = {}
         self.per_cell = bool(
             bound_column.link
             or isinstance(column, (BaseLinkColumn, ManyToManyColumn))
@@ -96,10 +93,13 @@ class CellRenderer:
     def value_of(self, record):
         """The value django-tables2 hands render() (``BoundRow._get_and_render_with``)."""
         owner = self.path.resolve(record, quiet=True) if self.path is not None else record
-        if isinstance(owner, models.Model) and self._has_choices(record):
-            display = getattr(owner, self.display_method, None)
-            if display:
-                return display()
+        if isinstance(owner, models.Model):
+            kind = type(record)
+            plan = self._plans[kind] if kind in self._plans else self._plan(record)
+            if plan is not None:
+                display = plan.display(owner)
+                if display is not _NO_DISPLAY:
+                    return display
         if not self.remainder:
             return None
         try:
@@ -108,16 +108,16 @@ class CellRenderer:
             # As django-tables2 does: a failed lookup is an empty cell.
             return None
 
-    def _has_choices(self, record) -> bool:
-        kind = type(record)
-        known = self._shows_display.get(kind)
-        if known is None:
-            try:
-                field = self.accessor.get_field(record)
-            except FieldDoesNotExist:
-                field = None
-            known = self._shows_display[kind] = bool(getattr(field, "choices", ()))
-        return known
+    def _plan(self, record) -> _DisplayPlan | None:
+        """Whether the accessor ends at a field with choices, whose label
+        (``get_FOO_display()``) is the value django-tables2 renders."""
+        try:
+            field = self.accessor.get_field(record)
+        except FieldDoesNotExist:
+            field = None
+        plan = _DisplayPlan(self.display_method, field) if getattr(field, "choices", ()) else None
+        self._plans[type(record)] = plan
+        return plan
 
     def cell(self, record, row: BoundRow | None) -> Any:
         """What the template's ``{{ cell }}`` receives: the rendered content or the default."""
@@ -139,6 +139,47 @@ class CellRenderer:
         self.bound_column.current_value, self.bound_column.current_record = content, record
         attrs = self.bound_column.attrs["td"].as_html()
         return f"<td {attrs}>{render_value_in_context(content, context)}</td>"
+
+
+# A record without the get_FOO_display() method: its value is read as it is.
+_NO_DISPLAY = object()
+
+
+class _DisplayPlan:
+    """``get_FOO_display()`` of one field, called once per value a page shows.
+
+    The method Django generates for a field with choices looks the value up
+    in the choices, making every label hashable first: per cell, that is most
+    of a badge's cost. Its result depends on the value alone (in the active
+    language, which a page does not change), so it is kept per value. A
+    model that writes its own ``get_FOO_display()`` gets it called per cell.
+    """
+
+    def __init__(self, method: str, field):
+        self.method = method
+        self.attname = field.attname
+        self.labels: dict = {}
+
+    def display(self, owner):
+        method = getattr(owner, self.method, None)
+        if not method:
+            return _NO_DISPLAY
+        if not _is_generated_display(type(owner), self.method):
+            return method()
+        value = getattr(owner, self.attname)
+        try:
+            return self.labels[value]
+        except KeyError:
+            label = self.labels[value] = method()
+            return label
+        except TypeError:  # an unhashable value
+            return method()
+
+
+@functools.cache
+def _is_generated_display(model: type, method: str) -> bool:
+    found = inspect.getattr_static(model, method, None)
+    return isinstance(found, functools.partialmethod) and found.func is models.Model._get_FIELD_display
 
 
 def _computes_per_cell(table_attrs: dict, column_attrs: dict) -> bool:
