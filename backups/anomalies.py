@@ -27,7 +27,7 @@ from django.db.models import F, Q
 from django.utils.translation import gettext
 
 from backups.choices import BackupStatus
-from backups.db import bulk_update
+from backups.db import ValueList, bulk_update
 from backups.models import BackupRecord, DcsInstance
 
 SUCCEEDED = BackupStatus.SUCCEED.value
@@ -36,6 +36,8 @@ MIN_SAMPLES = 5
 SIZE, DURATION = "size", "duration"
 # The columns this module writes, in the order of the values it returns.
 FIELDS = ("size_ratio", "duration_ratio", "anomaly")
+# What a backup that was never evaluated has (the columns' defaults).
+_NOTHING = (None, None, "")
 _COLUMNS = ("pk", "created_at", "updated_at", "size", "size_ratio", "duration_ratio", "anomaly")
 
 
@@ -203,8 +205,8 @@ class Pending:
     size: int | None
 
 
-def assess_pending(*, instance: DcsInstance, pending: list[Pending]) -> dict[int, tuple]:
-    """The ratios and flags (FIELDS) the backups about to be written get, by their index in ``pending``.
+def assess_pending(*, instance: DcsInstance, pending: list[Pending]) -> list[tuple]:
+    """The ratios and flags (FIELDS) each backup about to be written is to have, in ``pending``'s order.
 
     What ``detect_anomalies(records=...)`` would find after the write, found
     before it, so that the write carries them and no row is written twice:
@@ -213,12 +215,23 @@ def assess_pending(*, instance: DcsInstance, pending: list[Pending]) -> dict[int
     after the write (stored rows, with the pending ones in place of their
     stored selves). Stored rows of the span that are not pending and whose
     values change (those after a backup stored late) are updated here.
-    Pending rows not succeeded are not evaluated: they keep what is stored.
-    Three queries, the same as ``detect_anomalies``; none without a target.
+
+    The others are not evaluated and keep what they have: none for a new
+    one, and its stored values for a stored one (one more query, only when
+    the listing changed such a row). Otherwise three queries, as
+    ``detect_anomalies``; none without a target.
     """
+    assessed: list[tuple] = [_NOTHING] * len(pending)
     targets = [n for n, row in enumerate(pending) if row.status == SUCCEEDED and row.created_at is not None]
+    kept = {row.pk: n for n, row in enumerate(pending) if row.pk is not None}
+    for n in targets:
+        kept.pop(pending[n].pk, None)
+    if kept:
+        pks = ValueList(kept, BackupRecord._meta.pk)
+        for pk, *values in BackupRecord.objects.filter(pk__in=pks).values_list("pk", *FIELDS):
+            assessed[kept[pk]] = tuple(values)
     if not targets:
-        return {}
+        return assessed
     window = settings.DASHBOARD_ANOMALY_WINDOW
     oldest = min(pending[n].created_at for n in targets)
     # A pending row that is stored now is read from the database as it was;
@@ -242,7 +255,6 @@ def assess_pending(*, instance: DcsInstance, pending: list[Pending]) -> dict[int
         row.order = (0, value.pk) if value.pk is not None else (1, n)
         span.append(row)
         by_row[id(row)] = n
-    assessed = {}
     changed = []
     for row, values in _evaluate(span, [*span, *sized, *timed], window):
         if id(row) in by_row:

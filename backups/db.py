@@ -103,13 +103,23 @@ def _prepare(field: models.Field, connection):
         if connection.vendor != "sqlite":
             return None
         zone = connection.timezone
+        # The last value and its text: a column often holds one time in
+        # every row (the sync's now in first_seen and last_seen).
+        last: list = [None, None]
 
         def adapt(value):
-            # Django's SQLite text of an aware time: its wall time in the
-            # connection's zone (UTC), "YYYY-MM-DD HH:MM:SS[.ffffff]".
+            if value is None:
+                return None
+            if value is last[0]:
+                return last[1]
             if isinstance(value, datetime) and value.tzinfo is not None:
-                return str(value.astimezone(zone).replace(tzinfo=None))
-            return field.get_db_prep_save(value, connection)
+                # Django's SQLite text of an aware time: its wall time in the
+                # connection's zone (UTC), "YYYY-MM-DD HH:MM:SS[.ffffff]".
+                text = str(value.astimezone(zone).replace(tzinfo=None))
+            else:
+                text = field.get_db_prep_save(value, connection)
+            last[:] = value, text
+            return text
 
         return adapt
     if isinstance(field, _AS_IS):
@@ -169,7 +179,8 @@ def bulk_insert(
 
     With ``unique_fields``, a row that conflicts on them UPDATEs its
     ``update_fields`` instead (``ON CONFLICT DO UPDATE``, which PostgreSQL and
-    SQLite share). Database defaults fill the columns not named; no model
+    SQLite share). A column not named gets its database default
+    (``db_default``), so every other NOT NULL one must be named. No model
     instance is made and no signal is sent. Rows are inserted in order, so
     new ids follow the order of ``rows``.
     """

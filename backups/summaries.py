@@ -228,12 +228,25 @@ _SQLITE_UNCOUNT = f"""
 """
 
 
-def _sqlite_apply(row: str, sign: int) -> str:
+# An inserted record changes its instance's summary only when it sorts at or
+# after the newest record, or, succeeded, at or after the newest success
+# (an equal time may still win on its id). A backfill inserts most records
+# behind the newest (a listing is newest first), so this spares a recompute
+# and a write of the instance's row per record. Only the insert can use it:
+# an update or a delete may take away the newest row.
+_SQLITE_MAY_BE_NEWEST = f"""
+    AND NEW.created_at IS NOT NULL
+    AND (last_backup_at IS NULL OR NEW.created_at >= last_backup_at
+         OR (NEW.status = '{SUCCEEDED}' AND (last_success_at IS NULL OR NEW.created_at >= last_success_at)))
+"""
+
+
+def _sqlite_apply(row: str, sign: int, only_if: str = "") -> str:
     counting = _SQLITE_COUNT if sign > 0 else _SQLITE_UNCOUNT
     instance = f"{row}.instance_id"
-    return _SQLITE_INSTANCE.format(instance=instance, where=f"WHERE id = {instance}") + counting.format(
-        hour=_SQLITE_HOUR.format(row=row), row=row
-    )
+    return _SQLITE_INSTANCE.format(
+        instance=instance, where=f"WHERE id = {instance} {only_if}"
+    ) + counting.format(hour=_SQLITE_HOUR.format(row=row), row=row)
 
 
 def _sqlite_statements() -> list[str]:
@@ -243,7 +256,7 @@ def _sqlite_statements() -> list[str]:
     )
     return [
         f"CREATE TRIGGER {TRIGGER_PREFIX}inserted AFTER INSERT ON {RECORDS} "
-        f"BEGIN {_sqlite_apply('NEW', 1)} END;",
+        f"BEGIN {_sqlite_apply('NEW', 1, _SQLITE_MAY_BE_NEWEST)} END;",
         f"CREATE TRIGGER {TRIGGER_PREFIX}updated AFTER UPDATE OF status, created_at, instance_id "
         f"ON {RECORDS} WHEN {moved} BEGIN {_sqlite_apply('OLD', -1)} {_sqlite_apply('NEW', 1)} END;",
         f"CREATE TRIGGER {TRIGGER_PREFIX}deleted AFTER DELETE ON {RECORDS} "

@@ -229,8 +229,8 @@ def existing_rows(rows: QuerySet, key: str, keys: list[str] | None = None) -> di
 
 
 # Assesses the rows about to be written: given (stored id or None, parsed
-# item) of each, the values of extra columns for some, by index.
-Assess = Callable[[list[tuple[int | None, Any]]], dict[int, tuple]]
+# item) of each, the values of extra columns for each, in the same order.
+Assess = Callable[[list[tuple[int | None, Any]]], list[tuple]]
 
 
 def upsert_observed(
@@ -258,11 +258,11 @@ def upsert_observed(
     ``change_model`` row (``change_key``: its foreign key to the row).
     ``touch`` also moves ``last_seen`` of the unchanged rows; ``mark_gone``
     marks the stored rows the listing no longer has as gone. ``assess``
-    gives some of the rows written the values of ``assessed_fields`` too,
-    in the same statement (the anomaly ratios of backups). Returns the counts.
+    gives the rows written the values of ``assessed_fields`` too, in the
+    same statement (the anomaly ratios of backups). Returns the counts.
 
-    Rows go to the database as plain tuples (backups.db.bulk_insert), a
-    statement or two per listing: no model instance is made.
+    Rows go to the database as plain tuples (backups.db.bulk_insert): no
+    model instance is made.
     """
     model = rows.model
     instance_pk = rows.instance.pk
@@ -276,26 +276,17 @@ def upsert_observed(
         else:
             written.append((ident, data, before))
 
-    assessed = assess([(before and before.pk, data) for _, data, before in written]) if assess else {}
     values_of = attrgetter(*fields)
+    upserts = [(instance_pk, ident, *values_of(data), now, now, None) for ident, data, _before in written]
     columns = ("instance", key, *fields, "first_seen", "last_seen", "gone_at")
     updated = (*fields, "last_seen", "gone_at")
-    plain, extended = [], []
-    for n, (ident, data, _before) in enumerate(written):
-        row = (instance_pk, ident, *values_of(data), now, now, None)
-        if n in assessed:
-            extended.append((*row, *assessed[n]))
-        else:
-            plain.append(row)
-    unique = ("instance", key)
-    bulk_insert(model, fields=columns, rows=plain, unique_fields=unique, update_fields=updated)
-    bulk_insert(
-        model,
-        fields=(*columns, *assessed_fields),
-        rows=extended,
-        unique_fields=unique,
-        update_fields=(*updated, *assessed_fields),
-    )
+    if assess and written:
+        assessed = assess([(before and before.pk, data) for _ident, data, before in written])
+        upserts = [(*row, *extra) for row, extra in zip(upserts, assessed, strict=True)]
+        columns, updated = (*columns, *assessed_fields), (*updated, *assessed_fields)
+    # One statement (per 5,000 rows on PostgreSQL), so the summary triggers
+    # run once for the listing.
+    bulk_insert(model, fields=columns, rows=upserts, unique_fields=("instance", key), update_fields=updated)
 
     new_keys = [ident for ident, _data, before in written if before is None]
     counts.new = len(new_keys)
