@@ -221,11 +221,12 @@ class BackupRecord(models.Model):
             models.Index(fields=["finished_key", "id"], name="backup_finished_key"),
             # The anomaly filter: few rows are flagged, so only they are indexed.
             models.Index(fields=["-created_at", "-id"], name="backup_anomalous", condition=~Q(anomaly="")),
-            # The fleet page's backed-up size of each instance of a page (its
-            # succeeded backups still listed, summed): read off this index
-            # alone, not the ~1,000 rows of each instance (selectors.instances_with_stats).
+            # The kept backups (succeeded, still listed) of each instance: the
+            # fleet page sums their sizes off this index alone, not the ~1,000
+            # rows of an instance, and finds an instance's last restorable
+            # backup in order (selectors.instances_with_stats, backups.restores).
             models.Index(
-                fields=["instance", "size"],
+                fields=["instance", "-created_at", "-id", "size"],
                 name="backup_kept_size",
                 condition=Q(status=BackupStatus.SUCCEED, gone_at__isnull=True),
             ),

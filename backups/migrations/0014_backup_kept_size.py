@@ -1,4 +1,4 @@
-# The fleet page sums each instance's kept backups off an index (selectors.instances_with_stats).
+# The fleet page sums each instance's kept backups, and finds its last restorable one, off an index.
 
 from django.db import migrations, models
 
@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
             model_name="backuprecord",
             index=models.Index(
                 condition=models.Q(("gone_at__isnull", True), ("status", "succeed")),
-                fields=["instance", "size"],
+                fields=["instance", "-created_at", "-id", "size"],
                 name="backup_kept_size",
             ),
         ),
