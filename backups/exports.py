@@ -612,8 +612,10 @@ def _plain_cell(plan: RowPlan, path: str, empty_values=(None,)) -> Cell:
     return cell
 
 
-def _memoised_cell(plan: RowPlan, field: ExportField, paths: list[str]) -> Cell:
+def _memoised_cell(plan: RowPlan, field: ExportField, paths: list[str]) -> Cell | None:
     """The general way's cell, on a record holding ``paths``, once per distinct stored values."""
+    if any(plan.field(path) is None for path in paths):
+        return None
     key_of = itemgetter(*(plan.at(path) for path in paths))
     record_of = plan.record_of(paths)
     memo: dict = {}
@@ -632,8 +634,6 @@ def _memoised_cell(plan: RowPlan, field: ExportField, paths: list[str]) -> Cell:
 
 def _stored_value_cell(plan: RowPlan, field: ExportField) -> Cell | None:
     """A column's value() of the stored value alone (``value`` is the value at the accessor, or its label)."""
-    if plan.field(field.path) is None:
-        return None
     return _memoised_cell(plan, field, [field.path])
 
 
@@ -642,7 +642,7 @@ def _instance_cell(plan: RowPlan, field: ExportField) -> Cell | None:
     model_field = plan.field(field.path)
     if model_field is None or not model_field.many_to_one:
         return None
-    pk = model_field.related_model._meta.pk.attname
+    pk = model_field.related_model._meta.pk.name
     return _memoised_cell(
         plan, field, [f"{field.path}__{pk}", f"{field.path}__name", f"{field.path}__instance_id"]
     )
@@ -697,11 +697,17 @@ def _duration_cell(plan: RowPlan, field: ExportField) -> Cell | None:
 
 def _backup_name_cell(plan: RowPlan, field: ExportField) -> Cell | None:
     # BackupRecordTable.value_backup_name(): the name, or the id of a backup without one.
+    if plan.field(field.path) is None or plan.field("backup_id") is None:
+        return None
     name, backup_id = plan.at(field.path), plan.at("backup_id")
+    empty_values = field.bound.column.empty_values
 
     def cell(row: tuple) -> str:
-        text = row[name] or row[backup_id]
-        return "" if row[name] is None or text is None else neutralise_formula(text)
+        value = row[name]
+        if value is None or value in empty_values:
+            return ""
+        text = value or row[backup_id]
+        return "" if text is None else neutralise_formula(text)
 
     return cell
 
@@ -786,6 +792,8 @@ def tuple_rows(table: Table, fields: list[ExportField]) -> Iterator[Iterator[lis
     data = table.data.data
     if not isinstance(data, QuerySet) or not _plain_queryset(data) or not settings.USE_TZ:
         return None
+    if data.query.distinct:
+        return None  # DISTINCT would apply to the columns selected here instead
     plan = RowPlan(data)
     if plan.connection.timezone_name != "UTC":
         return None  # iso_utc_text() reads UTC text

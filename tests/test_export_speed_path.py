@@ -115,6 +115,13 @@ def test_the_backup_list_takes_the_tuple_rows(every_case):
     assert exports.tuple_rows(table, exports.export_fields(table)) is not None
 
 
+def test_a_distinct_queryset_takes_the_general_way(every_case):
+    records = BackupRecord.objects.select_related("instance").newest_first().distinct()
+    table = BackupRecordTable(data=records)
+
+    assert exports.tuple_rows(table, exports.export_fields(table)) is None
+
+
 def test_a_value_function_it_does_not_know_takes_the_general_way(admin_client, every_case):
     class Overridden(BackupRecordTable):
         def value_remark(self, value):
