@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -17,13 +18,13 @@ import responses
 from django.db import connection
 from django.utils import timezone
 
-from backups import sync
+from backups import locks, sync
 from backups.choices import SyncOutcome
 from backups.dcs.client import DcsClient
 from backups.dcs.config import DcsConfig
 from backups.dcs.ratelimit import LocalRateLimiter
 from backups.dcs.retry import RetryPolicy
-from backups.models import DcsInstance, SyncKind, SyncRunItem
+from backups.models import DcsInstance, SyncKind, SyncLease, SyncRunItem
 from backups.selectors import stale_instances, with_sync_staleness
 from backups.sync import runs
 from tests.conftest import PROJECTS, TEST_AK
@@ -349,3 +350,55 @@ def test_a_check_on_an_item_keeps_the_instance_fresh_and_dates_its_last_sync(set
     assert (rows[found.pk].sync_stale, rows[found.pk].last_synced_at) == (False, None)
     shown = stale_instances(now=now, limit=10)
     assert [row.pk for row in shown.shown] == [stale.pk, old_item.pk]
+
+
+# --- Leases a window at a time ---------------------------------------------------------
+
+
+def test_acquire_each_takes_the_free_the_run_out_and_its_own_and_leaves_the_held():
+    locks.acquire("instance:1", holder="run-2", ttl=60)  # held by another
+    locks.acquire("instance:2", holder="run-2", ttl=0)  # ran out
+    mine = locks.acquire("instance:3", holder="run-1", ttl=60)
+    acquired_at = SyncLease.objects.get(name="instance:3").acquired_at
+
+    taken = locks.acquire_each(
+        ["instance:1", "instance:2", "instance:3", "instance:4"], holder="run-1", ttl=60
+    )
+
+    assert sorted(taken) == ["instance:2", "instance:3", "instance:4"]
+    assert dict(SyncLease.objects.values_list("name", "holder")) == {
+        "instance:1": "run-2",
+        "instance:2": "run-1",
+        "instance:3": "run-1",
+        "instance:4": "run-1",
+    }
+    assert SyncLease.objects.get(name="instance:3").acquired_at == acquired_at  # renewed, not taken anew
+    assert mine.renew()
+
+    locks.release_each([taken["instance:2"], taken["instance:4"], locks.held("instance:1", holder="run-1")])
+
+    assert dict(SyncLease.objects.values_list("name", "holder")) == {
+        "instance:1": "run-2",
+        "instance:3": "run-1",
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_acquire_each_gives_every_name_to_one_holder():
+    names = [f"instance:{n}" for n in range(8)]
+    barrier = threading.Barrier(6)
+
+    def take(i: int) -> set[str]:
+        try:
+            barrier.wait()
+            return set(locks.acquire_each(names, holder=f"run-{i}", ttl=60))
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(take, range(6)))
+
+    held = dict(SyncLease.objects.values_list("name", "holder"))
+    assert sorted(held) == names
+    for i, taken in enumerate(results):
+        assert taken == {name for name, holder in held.items() if holder == f"run-{i}"}

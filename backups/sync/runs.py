@@ -478,6 +478,16 @@ def _begin_item(item_pk: int, *, renew_run_lease: bool) -> tuple[SyncRunItem, lo
     )
     if renew_run_lease:
         locks.held(run_lease_name(run), holder=run.token).renew()
+    return item, _instance_lease(item)
+
+
+def _instance_lease(item: SyncRunItem) -> locks.Lease | None:
+    """Take the item's instance, waiting a little for another run that holds it.
+
+    None: that run held it too long, and the item is finished already
+    (skipped on the active poll, failed with the reason otherwise).
+    """
+    run = item.run
     wait = 0.0 if run.kind == SyncKind.ACTIVE else INSTANCE_LEASE_WAIT
     name = instance_lease_name(item.instance_id)
     lease = locks.acquire(name, holder=run.token, wait=wait)
@@ -493,7 +503,7 @@ def _begin_item(item_pk: int, *, renew_run_lease: bool) -> tuple[SyncRunItem, lo
                 f"not synced: {holder} was syncing this instance for longer than {INSTANCE_LEASE_WAIT:g} s",
             )
             _finish_item(item, outcome=SyncOutcome.FAILED, problems=[problem])
-    return item, lease
+    return lease
 
 
 @dataclass
@@ -554,7 +564,9 @@ def _store_item(item: SyncRunItem, fetched: Fetched) -> None:
     listed, restores, problems, now = fetched.listed, fetched.restores, fetched.problems, fetched.now
     windowed = item.begin is not None
     checked_at = restores_checked_at = None
-    with transaction.atomic():
+    # Its own transaction, or a part of the in-process driver's, which
+    # stores the items ready together (_Pipeline._store_ready).
+    with transaction.atomic(savepoint=False):
         counts = StoredCounts()
         if listed is not None:
             counts = store_backups(
@@ -868,15 +880,21 @@ def run_in_process(
 class _Pipeline:
     """The in-process driver: the API calls of the next items overlap the storing of the last.
 
-    One item after the other, a sync would spend each instance's API round
-    trips, its rate-limiter wait and its database writes in turn, and reach
-    well under the configured rate. Here up to ``run.concurrency`` items are
+    One item after the other, a sync spends each instance's API round trips,
+    its rate-limiter wait and its database writes in turn, and stays well
+    under the configured rate. Here up to ``run.concurrency`` items are
     fetched at once (:func:`_fetch_item`, on a pool of threads, each with its
-    own client and all drawing on the client's one rate limiter) while this
-    thread, the only one that touches the database, begins the next items and
-    stores each fetched one as it comes (:func:`_store_item`). An item is the
-    same unit as a Celery task's: its lease is held from begin to store, and
-    its writes, its ``done`` and its counts commit together.
+    own client, all drawing on the client's one rate limiter) while this
+    thread, the only one that touches the database, begins the next items
+    and stores the fetched ones. An item is the same unit as a Celery task's:
+    its instance's lease is held from begin to store, and its writes, its
+    ``done`` and its counts commit together.
+
+    The database's round trips, not its work, are what an item's bookkeeping
+    costs (on a busy machine each waits for the server's turn), so they are
+    shared: the items are claimed and their leases taken a window at a time,
+    and the items fetched by the time one is stored are stored in the same
+    transaction.
     """
 
     def __init__(self, run: SyncRun, *, client: DcsClient, on_progress: ProgressCallback | None) -> None:
@@ -896,12 +914,12 @@ class _Pipeline:
         try:
             queued = True
             while queued or self.in_flight:
-                # The window is filled again after each item stored, so the
-                # threads are never idle while this one writes.
-                while queued and len(self.in_flight) < self.width:
-                    queued = self._begin_next(pool)
+                # The window is filled again after each store, so the threads
+                # are never idle while this one writes.
+                if queued and len(self.in_flight) < self.width:
+                    queued = self._begin_next(pool, self.width - len(self.in_flight))
                 if self.in_flight:
-                    self._store_next()
+                    self._store_ready()
         finally:
             # After a crash: the fetches under way end on their own (timeouts
             # and retries are bounded) and the run's leases go with the run.
@@ -909,17 +927,46 @@ class _Pipeline:
             for spawned in self._clients:
                 self.client.add_counts(spawned)
 
-    def _begin_next(self, pool: ThreadPoolExecutor) -> bool:
-        """Claim and begin the next queued item and hand its API calls to the pool; False: none left."""
-        pk = claim_next(self.run_pk)
-        if pk is None:
+    def _claim(self, count: int) -> list[SyncRunItem]:
+        """Move up to ``count`` of the next queued items straight to running; those claimed.
+
+        This driver alone claims its run's items (a run is driven in
+        process or by Celery, never both); only the reaper, finishing the
+        run, may take some first.
+        """
+        items = list(
+            SyncRunItem.objects.select_related("run", "instance")
+            .filter(run_id=self.run_pk, state=State.QUEUED)
+            .order_by("position")[:count]
+        )
+        if not items or items[0].run.outcome != SyncOutcome.RUNNING:
+            return []
+        now = timezone.now()
+        pks = [item.pk for item in items]
+        claimed = SyncRunItem.objects.filter(pk__in=pks, state=State.QUEUED).update(
+            state=State.RUNNING, dispatched_at=now, started_at=now
+        )
+        if claimed < len(items):
+            running = set(
+                SyncRunItem.objects.filter(pk__in=pks, state=State.RUNNING).values_list("pk", flat=True)
+            )
+            items = [item for item in items if item.pk in running]
+        return items
+
+    def _begin_next(self, pool: ThreadPoolExecutor, count: int) -> bool:
+        """Begin up to ``count`` queued items and hand their API calls to the pool; False: none left."""
+        items = self._claim(count)
+        if not items:
             return False
-        started = _begin_item(pk, renew_run_lease=False)  # renewed by run_in_process's keep-alive
-        if started is None or started[1] is None:
-            self._item_done()  # nothing to do, or finished already: another run holds the instance
-            return True
-        item, lease = started
-        self.in_flight[pool.submit(self._fetch, item)] = (item, lease)
+        token = items[0].run.token
+        taken = locks.acquire_each([instance_lease_name(item.instance_id) for item in items], holder=token)
+        for item in items:
+            # An instance another run holds is waited for as a Celery task would.
+            lease = taken.get(instance_lease_name(item.instance_id)) or _instance_lease(item)
+            if lease is None:
+                self._items_done(1)  # finished already: skipped, or failed as busy
+                continue
+            self.in_flight[pool.submit(self._fetch, item)] = (item, lease)
         return True
 
     def _fetch(self, item: SyncRunItem) -> Fetched:
@@ -929,25 +976,26 @@ class _Pipeline:
             self._clients.append(client)
         return _fetch_item(item, client=client)
 
-    def _store_next(self) -> None:
-        """Store one item whose listings have come; renew the leases of those still under way."""
+    def _store_ready(self) -> None:
+        """Store the items whose listings have come, together; renew the leases of those still under way."""
         # Woken at least every third of the lease's ttl, so a listing that
         # takes long (a throttled API's Retry-After) keeps its instance's lease.
         ready, _ = wait(self.in_flight, timeout=locks.default_ttl() / 3, return_when=FIRST_COMPLETED)
-        if ready:
-            future = next(iter(ready))
-            item, lease = self.in_flight.pop(future)
-            try:
-                _store_item(item, future.result())
-            finally:
-                lease.release()
-            self._item_done()
+        stored = [(future, *self.in_flight.pop(future)) for future in ready]
+        try:
+            with transaction.atomic():
+                for future, item, _lease in stored:
+                    _store_item(item, future.result())
+        finally:
+            locks.release_each([lease for _future, _item, lease in stored])
+        self._items_done(len(stored))
         for _item, lease in self.in_flight.values():
             lease.keep_alive()
 
-    def _item_done(self) -> None:
-        self.done += 1
-        self._progress()
+    def _items_done(self, count: int) -> None:
+        for _ in range(count):  # the callback hears of every item, as from one after the other
+            self.done += 1
+            self._progress()
 
     def _progress(self) -> None:
         if self.on_progress:
