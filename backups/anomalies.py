@@ -8,10 +8,13 @@ the record is flagged when ``|ratio - 1| > DASHBOARD_ANOMALY_RATIO``
 (0.4: more than 40 % smaller or larger). Fewer than ``MIN_SAMPLES`` known
 values before it, or a median of zero, say nothing: the ratio stays NULL.
 
-A sync evaluates the succeeded records it wrote (new or changed) and those
+A sync evaluates the succeeded records it writes (new or changed) and those
 created after them, whose medians they are part of; an unchanged incremental
-sync costs nothing here. ``detect_anomalies`` without ``records`` (the
-management command) recomputes a whole instance.
+sync costs nothing here. It does so before it writes (``assess_pending``),
+so the ratios go in the same statement as the records: evaluating after
+the write updated nearly every row of a new listing a second time, which
+cost more than the insert. ``detect_anomalies`` evaluates what is stored:
+records given by id, or a whole instance (the management command).
 """
 
 from __future__ import annotations
@@ -122,10 +125,7 @@ class _Known:
 
 
 def _rows(queryset) -> list[_Row]:
-    rows = [_Row(*values) for values in queryset.values_list(*_COLUMNS)]
-    for row in rows:
-        row.order = (0, row.pk)
-    return rows
+    return [_Row(*values, order=(0, values[0])) for values in queryset.values_list(*_COLUMNS)]
 
 
 def _succeeded(instance: DcsInstance):

@@ -277,13 +277,17 @@ def upsert_observed(
             written.append((ident, data, before))
 
     values_of = attrgetter(*fields)
-    upserts = [(instance_pk, ident, *values_of(data), now, now, None) for ident, data, _before in written]
     columns = ("instance", key, *fields, "first_seen", "last_seen", "gone_at")
     updated = (*fields, "last_seen", "gone_at")
     if assess and written:
         assessed = assess([(before and before.pk, data) for _ident, data, before in written])
-        upserts = [(*row, *extra) for row, extra in zip(upserts, assessed, strict=True)]
+        upserts = [
+            (instance_pk, ident, *values_of(data), now, now, None, *extra)
+            for (ident, data, _before), extra in zip(written, assessed, strict=True)
+        ]
         columns, updated = (*columns, *assessed_fields), (*updated, *assessed_fields)
+    else:
+        upserts = [(instance_pk, ident, *values_of(data), now, now, None) for ident, data, _before in written]
     # One statement (per 5,000 rows on PostgreSQL), so the summary triggers
     # run once for the listing.
     bulk_insert(model, fields=columns, rows=upserts, unique_fields=("instance", key), update_fields=updated)
