@@ -190,9 +190,20 @@ class InstanceColumn(tables.Column):
     def __init__(self, *args, url_name="backups:instance-detail", **kwargs):
         self.url_name = url_name
         kwargs.setdefault("order_by", ("instance__name", "instance__instance_id"))
+        # An instance's history, or a filter by instance, shows one instance
+        # on every row: its cell is built once per table (see ChoiceBadgeColumn).
+        self._cells: dict = {}
         super().__init__(*args, **kwargs)
 
     def render(self, value):
+        key = (value.instance_id, value.name, value.gone_at)
+        try:
+            return self._cells[key]
+        except KeyError:
+            cell = self._cells[key] = self._cell(value)
+            return cell
+
+    def _cell(self, value):
         name = value.name or value.instance_id
         try:
             url = reverse(self.url_name, args=[value.instance_id])
