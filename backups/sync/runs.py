@@ -557,7 +557,7 @@ def _fetch_item(item: SyncRunItem, *, client: DcsClient) -> Fetched:
     return Fetched(now, listed, restores, problems, calls, retries, throttles)
 
 
-def _store_item(item: SyncRunItem, fetched: Fetched) -> None:
+def _store_item(item: SyncRunItem, fetched: Fetched, *, tally: _RunCounts | None = None) -> None:
     """The database half of an item: store what was listed and finish the item, in one transaction."""
     instance = item.instance
     scope = f"instance {instance.instance_id}"
@@ -612,7 +612,35 @@ def _store_item(item: SyncRunItem, fetched: Fetched) -> None:
             throttles=fetched.throttles,
             checked_at=checked_at,
             restores_checked_at=restores_checked_at,
+            tally=tally,
         )
+
+
+@dataclass
+class _RunCounts:
+    """What finished items add to their run's counters: one UPDATE of F() sums for any number of items."""
+
+    records_new: int = 0
+    records_updated: int = 0
+    records_gone: int = 0
+    api_calls: int = 0
+    retries: int = 0
+    throttles: int = 0
+    error_count: int = 0
+    instances_synced: int = 0
+    instances_failed: int = 0
+
+    def add(self, other: _RunCounts) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def write(self, run_id: int) -> None:
+        """Add them to the run; call it in the transaction that finished the items."""
+        added = {
+            name: F(name) + value for name in self.__dataclass_fields__ if (value := getattr(self, name))
+        }
+        if added:
+            SyncRun.objects.filter(pk=run_id).update(**added)
 
 
 def _finish_item(
@@ -626,8 +654,13 @@ def _finish_item(
     throttles: int = 0,
     checked_at: datetime | None = None,
     restores_checked_at: datetime | None = None,
+    tally: _RunCounts | None = None,
 ) -> bool:
-    """Mark the item done and add its counts to the run, once; False if it was done already."""
+    """Mark the item done and add its counts to the run, once; False if it was done already.
+
+    With ``tally``, the counts are added there, for the caller to write to
+    the run in the same transaction (the in-process driver, a few items at once).
+    """
     counts = counts or StoredCounts()
     # Its own transaction, or part of the item's (_store_item) with no
     # savepoint: nothing here is worth rolling back alone.
@@ -651,20 +684,22 @@ def _finish_item(
             # The reaper gave up on this item while it ran: what it wrote is
             # good data, but the run's counts are closed.
             return False
-        kept = _record_errors(item.run_id, problems, instance=item.instance)
-        # The run's row last, so concurrent items of the run hold its lock briefly.
-        SyncRun.objects.filter(pk=item.run_id).update(
-            records_new=F("records_new") + counts.new,
-            records_updated=F("records_updated") + counts.updated,
-            records_gone=F("records_gone") + counts.gone,
-            api_calls=F("api_calls") + api_calls,
-            retries=F("retries") + retries,
-            throttles=F("throttles") + throttles,
-            error_count=F("error_count") + kept,
-            instances_synced=F("instances_synced") + (1 if outcome == SyncOutcome.SUCCEEDED else 0),
-            instances_failed=F("instances_failed")
-            + (1 if outcome in (SyncOutcome.FAILED, SyncOutcome.PARTIAL) else 0),
+        added = _RunCounts(
+            records_new=counts.new,
+            records_updated=counts.updated,
+            records_gone=counts.gone,
+            api_calls=api_calls,
+            retries=retries,
+            throttles=throttles,
+            error_count=_record_errors(item.run_id, problems, instance=item.instance),
+            instances_synced=1 if outcome == SyncOutcome.SUCCEEDED else 0,
+            instances_failed=1 if outcome in (SyncOutcome.FAILED, SyncOutcome.PARTIAL) else 0,
         )
+        if tally is not None:
+            tally.add(added)
+        else:
+            # The run's row last, so concurrent items of the run hold its lock briefly.
+            added.write(item.run_id)
     return True
 
 
@@ -984,8 +1019,10 @@ class _Pipeline:
         stored = [(future, *self.in_flight.pop(future)) for future in ready]
         try:
             with transaction.atomic():
+                tally = _RunCounts()
                 for future, item, _lease in stored:
-                    _store_item(item, future.result())
+                    _store_item(item, future.result(), tally=tally)
+                tally.write(self.run_pk)
         finally:
             locks.release_each([lease for _future, _item, lease in stored])
         self._items_done(len(stored))
