@@ -130,11 +130,17 @@ def _pg_function(name: str, statements: list[str], only_if: str = "") -> str:
     update of a few thousand rows in cubic time.
 
     ``only_if``: a query; when it returns no row, the function does nothing.
+    It is counted, not asked with EXISTS: planned for its first row, an
+    EXISTS over the two transition tables took a nested loop, which, when
+    no row moved (a sync's last_seen refresh), finds so only after comparing
+    every old row with every new one: a million comparisons, a quarter of a
+    second, for an unchanged listing of 1,000 records. A count is planned
+    for all its rows: one hash join.
     """
     body = "".join(f"EXECUTE $sql${statement.strip().rstrip(';')}$sql$;\n" for statement in statements)
     guard = ""
     if only_if:
-        guard = f"EXECUTE $sql$SELECT NOT EXISTS ({only_if})$sql$ INTO idle;\n"
+        guard = f"EXECUTE $sql$SELECT count(*) = 0 FROM ({only_if}) AS moved$sql$ INTO idle;\n"
         guard += "IF idle THEN RETURN NULL; END IF;\n"
     return (
         f"CREATE OR REPLACE FUNCTION {TRIGGER_PREFIX}{name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
