@@ -783,10 +783,6 @@ def _chunk_attribute_cell(plan: RowPlan, field: ExportField, standin_at: int | N
     return cell
 
 
-def _with_standin(row: tuple, standin: models.Model) -> tuple:
-    return (*row, standin)
-
-
 def tuple_rows(table: Table, fields: list[ExportField]) -> Iterator[Iterator[list[str]]] | None:
     """The table's CSV rows, a chunk at a time, from tuples; None where a field needs the general way."""
     data = table.data.data
@@ -811,7 +807,7 @@ def tuple_rows(table: Table, fields: list[ExportField]) -> Iterator[Iterator[lis
             if prepare is not None:
                 records = standins.of([row[pk_at] for row in chunk])
                 prepare(records)
-                chunk = map(_with_standin, chunk, records)
+                chunk = ((*row, record) for row, record in zip(chunk, records, strict=True))
             # A row's cells are made as they are written, and let go.
             yield ([cell(row) for cell in cells] for row in chunk)
 
