@@ -918,10 +918,10 @@ class _Pipeline:
     One item after the other, a sync spends each instance's API round trips,
     its rate-limiter wait and its database writes in turn, and stays well
     under the configured rate. Here up to ``run.concurrency`` items are
-    fetched at once (:func:`_fetch_item`, on a pool of threads, each with its
-    own client, all drawing on the client's one rate limiter) while this
-    thread, the only one that touches the database, begins the next items
-    and stores the fetched ones. An item is the same unit as a Celery task's:
+    fetched at once (:func:`_fetch_item`, on a pool of as many threads, each
+    with its own client, all drawing on the client's one rate limiter) while
+    this thread, the only one that touches the database, begins the next
+    items and stores the fetched ones. An item is the same unit as a Celery task's:
     its instance's lease is held from begin to store, and its writes, its
     ``done`` and its counts commit together.
 
@@ -949,10 +949,11 @@ class _Pipeline:
         try:
             queued = True
             while queued or self.in_flight:
-                # The window is filled again after each store, so the threads
-                # are never idle while this one writes.
-                if queued and len(self.in_flight) < self.width:
-                    queued = self._begin_next(pool, self.width - len(self.in_flight))
+                # Up to twice the threads' number of items are begun, so the
+                # threads always have the next one while this one writes, and
+                # the items are begun a window at a time, not one by one.
+                if queued and len(self.in_flight) <= self.width:
+                    queued = self._begin_next(pool, 2 * self.width - len(self.in_flight))
                 if self.in_flight:
                     self._store_ready()
         finally:
