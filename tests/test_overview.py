@@ -564,3 +564,17 @@ def test_it_counts_the_open_alerts_and_links_to_them(admin_client):
     assert link and link.group(2) == "2"
     assert link.group(1) == reverse("backups:alert-list") + "?state=open"
     assert "over" in admin_client.get(link.group(1)).content.decode()
+
+
+@pytest.mark.django_db
+def test_a_fleet_never_synced_asks_one_query_more_for_the_machinery_and_alerts(admin_client):
+    # No finished fleet run for the freshness query's row: the workers'
+    # heartbeats and the open alerts are asked together, in one query.
+    instance = make_instance()
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(hostname="worker-1", started_at=now, last_seen=now)
+    Alert.objects.create(kind="rpo", key="rpo:1", instance=instance, summary="over", opened_at=now)
+    with CaptureQueriesContext(connection) as queries:
+        html = admin_client.get(URL).content.decode()
+    assert len(queries) == OVERVIEW_QUERIES + 1
+    assert re.search(r'<a class="badge badge--red" href="[^"]+">1</a>', html)
