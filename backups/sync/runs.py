@@ -921,9 +921,9 @@ class _Pipeline:
     fetched at once (:func:`_fetch_item`, on a pool of as many threads, each
     with its own client, all drawing on the client's one rate limiter) while
     this thread, the only one that touches the database, begins the next
-    items and stores the fetched ones. An item is the same unit as a Celery task's:
-    its instance's lease is held from begin to store, and its writes, its
-    ``done`` and its counts commit together.
+    items and stores the fetched ones. An item is the same unit as a Celery
+    task's: its instance's lease is held from begin to store, and its
+    writes, its ``done`` and its counts commit together.
 
     The database's round trips, not its work, are what an item's bookkeeping
     costs (on a busy machine each waits for the server's turn), so they are
@@ -1018,6 +1018,12 @@ class _Pipeline:
         # takes long (a throttled API's Retry-After) keeps its instance's lease.
         ready, _ = wait(self.in_flight, timeout=locks.default_ttl() / 3, return_when=FIRST_COMPLETED)
         stored = [(future, *self.in_flight.pop(future)) for future in ready]
+        if stored:
+            self._store(stored)
+        for _item, lease in self.in_flight.values():
+            lease.keep_alive()
+
+    def _store(self, stored: list[tuple[Future, SyncRunItem, locks.Lease]]) -> None:
         try:
             with transaction.atomic():
                 tally = _RunCounts()
@@ -1027,8 +1033,6 @@ class _Pipeline:
         finally:
             locks.release_each([lease for _future, _item, lease in stored])
         self._items_done(len(stored))
-        for _item, lease in self.in_flight.values():
-            lease.keep_alive()
 
     def _items_done(self, count: int) -> None:
         for _ in range(count):  # the callback hears of every item, as from one after the other
