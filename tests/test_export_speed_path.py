@@ -132,16 +132,20 @@ def test_a_value_function_it_does_not_know_takes_the_general_way(admin_client, e
     assert any(",=1+1," not in line and "'=1+1" in line for line in exports.csv_lines(table))
 
 
-def test_it_reads_the_records_once_and_the_notes_once_per_chunk(admin_client, every_case, monkeypatch):
+def test_it_reads_the_records_once_and_the_notes_of_noted_chunks_only(admin_client, every_case, monkeypatch):
     monkeypatch.setattr(exports, "CHUNK_SIZE", 5)
     with CaptureQueriesContext(connection) as captured:
         body = export(admin_client, "/backups/", {})
 
     sql = [query["sql"] for query in captured.captured_queries]
     assert len([q for q in sql if "backups_backuprecord" in q.split(" FROM ")[-1].split(" WHERE ")[0]]) == 1
-    # 13 records in chunks of 5: three chunks, a query each for their notes;
+    # 13 records in chunks of 5: the ids of the noted backups once, then a
+    # query for the notes of each chunk holding one of them (three are noted);
     # the instances are joined, never loaded one by one.
-    assert len([q for q in sql if 'FROM "backups_note"' in q]) == 3
+    rows = list(csv.DictReader(io.StringIO(body.decode())))
+    noted_chunks = {n // 5 for n, row in enumerate(rows) if row["Notes"]}
+    assert len(noted_chunks) == 2  # (where NULL times sort differs by database); the third asks nothing
+    assert len([q for q in sql if 'FROM "backups_note"' in q]) == 1 + len(noted_chunks)
     assert not [q for q in sql if 'FROM "backups_dcsinstance"' in q]
     assert body.count(b"\r\n") >= 14
 

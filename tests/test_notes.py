@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
@@ -14,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from backups import roles
 from backups.models import Note
 from backups.notes import normalise_incident, note_create
-from tests.factories import make_instance, make_record
+from tests.factories import T0, make_instance, make_record
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "not-a-real-password-1"
@@ -203,19 +204,109 @@ def test_it_exports_the_notes_of_each_backup(admin_client, record):
     assert (noted["incidents"], noted["notes"]) == ("INC-1, INC-2", "first line | second")
 
 
-def test_it_reads_the_notes_of_an_export_in_one_query_per_chunk(admin_client, record, monkeypatch):
+def note_queries(captured) -> list[str]:
+    return [q["sql"] for q in captured.captured_queries if 'FROM "backups_note"' in q["sql"]]
+
+
+@pytest.fixture
+def nine_in_chunks_of_three(record, monkeypatch):
+    """Nine backups, newest first in the export, in chunks of three; the first and the eighth noted."""
     from backups import exports
 
     monkeypatch.setattr(exports, "CHUNK_SIZE", 3)
-    for n in range(7):
-        other = make_record(record.instance)
-        note_create(author=None, instance=record.instance, record=other, text=f"n{n}", incident="")
+    records = [make_record(record.instance, created_at=T0 - timedelta(hours=n)) for n in range(1, 9)]
+    record.created_at = T0
+    record.save(update_fields=["created_at"])
+    records = [record, *records]
+    note_create(author=None, instance=record.instance, record=records[0], text="first", incident="INC-1")
+    note_create(author=None, instance=record.instance, record=records[0], text="", incident="INC-2")
+    note_create(author=None, instance=record.instance, record=records[7], text="late,\nchunk", incident="")
+    note_create(author=None, instance=record.instance, text="on the instance", incident="INC-3")
+    return records
+
+
+@pytest.mark.parametrize("export_format", ["csv", "json"])
+def test_it_exports_the_notes_across_chunks(admin_client, nine_in_chunks_of_three, export_format):
+    records = nine_in_chunks_of_three
+    response = admin_client.get("/backups/", {"_export": export_format})
+    body = b"".join(response.streaming_content).decode()
+    if export_format == "csv":
+        cells = [
+            (row["Backup id"], row["Incidents"], row["Notes"]) for row in csv.DictReader(io.StringIO(body))
+        ]
+    else:
+        cells = [(item["backup_id"], item["incidents"], item["notes"]) for item in json.loads(body)]
+
+    expected = [(r.backup_id, "", "") for r in records]
+    expected[0] = (records[0].backup_id, "INC-1, INC-2", "first")
+    expected[7] = (records[7].backup_id, "", "late, chunk")
+    assert cells == expected
+
+
+def test_it_asks_for_notes_only_in_the_chunks_of_noted_backups(admin_client, nine_in_chunks_of_three):
+    records = nine_in_chunks_of_three
+    with CaptureQueriesContext(connection) as captured:
+        b"".join(admin_client.get("/backups/", {"_export": "csv"}).streaming_content)
+
+    # The noted backups' ids once, then the first and the third chunk's
+    # notes, by the ids of their noted backups alone; none for the second.
+    learned, first, third = note_queries(captured)
+    assert "DISTINCT" in learned
+    assert f"IN ({records[0].pk})" in first
+    assert f"IN ({records[7].pk})" in third
+
+
+def test_it_asks_no_notes_for_an_export_without_noted_backups(admin_client, record, monkeypatch):
+    from backups import exports
+
+    monkeypatch.setattr(exports, "CHUNK_SIZE", 2)
+    for _ in range(6):
+        make_record(record.instance)
+    note_create(author=None, instance=record.instance, text="on the instance only", incident="INC-3")
     with CaptureQueriesContext(connection) as captured:
         body = b"".join(admin_client.get("/backups/", {"_export": "csv"}).streaming_content).decode()
 
-    note_queries = [q for q in captured.captured_queries if 'FROM "backups_note"' in q["sql"]]
-    assert len(note_queries) == 3  # 8 records in chunks of 3
-    assert body.count(" n") == 0 and sum(f",n{n}" in body for n in range(7)) == 7
+    assert len(note_queries(captured)) == 1  # the noted backups' ids, found none: four chunks ask nothing
+    rows = list(csv.DictReader(io.StringIO(body)))
+    assert len(rows) == 7 and {(row["Incidents"], row["Notes"]) for row in rows} == {("", "")}
+
+
+def test_past_the_noted_backups_it_keeps_it_asks_each_chunk_by_all_its_ids(
+    admin_client, nine_in_chunks_of_three, monkeypatch
+):
+    from backups import notes
+
+    kept = b"".join(admin_client.get("/backups/", {"_export": "csv"}).streaming_content)
+    monkeypatch.setattr(notes, "EXPORT_NOTED_RECORDS_MAX", 1)
+    with CaptureQueriesContext(connection) as captured:
+        asked = b"".join(admin_client.get("/backups/", {"_export": "csv"}).streaming_content)
+
+    assert asked == kept
+    assert len(note_queries(captured)) == 1 + 3  # the ids (two: too many), then every chunk
+
+
+def test_export_notes_give_each_record_its_cells_once_learned(record):
+    from backups.models import BackupRecord
+    from backups.notes import ExportNotes
+
+    quiet, noted = make_record(record.instance), make_record(record.instance)
+    note_create(author=None, instance=record.instance, record=noted, text="before", incident="INC-1")
+    notes = ExportNotes()
+
+    def chunk(*chosen) -> list[tuple[str, str]]:
+        records = [BackupRecord(pk=r.pk) for r in chosen]
+        notes.attach(records)
+        return [(r.note_incidents, r.note_texts) for r in records]
+
+    assert chunk(record, noted, noted) == [("", ""), ("INC-1", "before"), ("INC-1", "before")]
+    # Written after the first chunk: seen on a backup that had notes then, not on another.
+    note_create(author=None, instance=record.instance, record=noted, text="after", incident="")
+    note_create(author=None, instance=record.instance, record=quiet, text="after", incident="")
+    with CaptureQueriesContext(connection) as captured:
+        assert chunk(quiet, noted) == [("", ""), ("INC-1", "before | after")]
+        assert chunk(quiet) == [("", "")]
+        assert chunk() == []
+    assert len(captured) == 1
 
 
 def test_a_note_service_refuses_a_backup_of_another_instance(record):

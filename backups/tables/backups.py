@@ -120,9 +120,14 @@ class BackupRecordTable(tables.Table):
         self.caption = caption or _("Backup records")
 
     def prepare_export_chunk(self, records: list) -> None:
-        from backups.notes import attach_note_texts
+        from backups.notes import ExportNotes
 
-        attach_note_texts(records)
+        # Made at an export's first chunk and kept for the rest of it: it
+        # learns once which backups have notes (a table is made per export).
+        notes = getattr(self, "_export_notes", None)
+        if notes is None:
+            notes = self._export_notes = ExportNotes()
+        notes.attach(records)
 
     def render_backup_name(self, value, record):
         name = value or record.backup_id
