@@ -39,7 +39,7 @@ from django.db.models import (
     When,
     Window,
 )
-from django.db.models.functions import Coalesce, Greatest, NullIf, Round
+from django.db.models.functions import Coalesce, Greatest, NullIf, Round, RowNumber
 from django.utils import timezone
 
 from backups.choices import BackupStatus, SyncOutcome
@@ -401,7 +401,10 @@ class FleetRisk:
     threshold: timedelta  # the default RPO; an instance's own is its effective_rpo
     # Listed instances whose backups no sync has listed lately, longest first
     # (see with_sync_staleness); an instance may be here and at risk too.
+    # The first ``stale_limit`` of fleet_risk() only; how many in all is
+    # ``sync_stale_total``.
     sync_stale: list[DcsInstance] = field(default_factory=list)
+    sync_stale_total: int = 0
 
 
 def with_sync_staleness(queryset: QuerySet[DcsInstance], *, now: datetime) -> QuerySet[DcsInstance]:
@@ -474,29 +477,44 @@ FLEET_RISK_FIELDS = (
 )
 
 
-def fleet_risk(*, now: datetime, scope: FleetScope = FLEET) -> FleetRisk:
-    """Listed instances at risk, single-node, or stale in sync, in one query."""
+def fleet_risk(*, now: datetime, scope: FleetScope = FLEET, stale_limit: int = 10) -> FleetRisk:
+    """Listed instances at risk, single-node, and the first ``stale_limit``
+    stale in sync with how many are, in one query."""
+    stale_first = (F("last_synced_at").asc(nulls_first=True), F("pk").asc())
     rows = (
         with_sync_staleness(with_risk(scope.instances(DcsInstance.objects.present()), now=now), now=now)
-        .filter(Q(single_node=True) | Q(at_risk=True) | Q(sync_stale=True))
-        # The whole fleet may be listed here (every instance stale while the
-        # workers are down, hundreds single-node): only the columns the
-        # overview shows and sorts by, not the JSON nor a dozen times, which
-        # halves the cost of each row.
+        # When the workers are down the whole fleet goes stale: the overview
+        # names the first few, so the database ranks them and counts the
+        # rest rather than sending every instance's row.
+        .annotate(
+            stale_rank=Window(RowNumber(), partition_by=[F("sync_stale")], order_by=stale_first),
+            stale_total=Window(Count("pk"), partition_by=[F("sync_stale")]),
+        )
+        .filter(Q(single_node=True) | Q(at_risk=True) | Q(sync_stale=True, stale_rank__lte=stale_limit))
+        # Hundreds may still be listed (single-node, at risk): only the
+        # columns the overview shows and sorts by, not the JSON nor a dozen
+        # times, which halves the cost of each row.
         .only(*FLEET_RISK_FIELDS)
     )
     rows = by_overdue(rows)
     at_risk, single, stale = [], [], []
+    stale_total = 0
     for row in rows:
         if row.single_node:
             single.append(row)
         elif row.at_risk:
             at_risk.append(row)
         if row.sync_stale:
-            stale.append(row)
+            stale_total = row.stale_total
+            if row.stale_rank <= stale_limit:
+                stale.append(row)
     single.sort(key=lambda row: (row.name, row.instance_id))
     return FleetRisk(
-        at_risk=at_risk, single_node=single, threshold=at_risk_threshold(), sync_stale=_by_last_sync(stale)
+        at_risk=at_risk,
+        single_node=single,
+        threshold=at_risk_threshold(),
+        sync_stale=_by_last_sync(stale),
+        sync_stale_total=stale_total,
     )
 
 

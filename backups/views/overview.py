@@ -154,8 +154,8 @@ class OverviewView(TemplateView):
             context.update(now=now, window=window, **self.live_context(now))
             return context
         # One query gives the at-risk list and the stale instances of the live part.
-        risk = fleet_risk(now=now, scope=scope)
-        stale = StaleInstances(shown=risk.sync_stale[:STALE_LIMIT], total=len(risk.sync_stale))
+        risk = fleet_risk(now=now, scope=scope, stale_limit=STALE_LIMIT)
+        stale = StaleInstances(shown=risk.sync_stale, total=risk.sync_stale_total)
         context.update(
             now=now,
             window=window,
