@@ -49,6 +49,7 @@ from backups.models import (
     BackupHourlyCount,
     BackupRecord,
     DcsInstance,
+    Note,
     SyncError,
     SyncRun,
     SyncRunItem,
@@ -266,7 +267,10 @@ def instance_for_page(instance_id: str, *, now: datetime, window_start: datetime
     """The instance of a detail page, with its last success, risk, sync
     staleness, and the last success before ``window_start``
     (``success_before_window_at``), which tells whether the chart's window
-    opens inside a gap.
+    opens inside a gap. Also what would otherwise cost the page a query of
+    its own: ``backups_total`` (its records, counted off the (instance,
+    created_at, id) index: one instance's range, however large the table)
+    and ``has_notes``, so that an instance without notes asks for none.
 
     instance_id is unique per project only. Two projects sharing one is
     unlikely; if it happens, the one still listed wins, then the oldest.
@@ -283,7 +287,11 @@ def instance_for_page(instance_id: str, *, now: datetime, window_start: datetime
     # Its last restorable backup and last restore too (backups.restores), in the same query.
     return (
         with_restore_facts(queryset, detail=True)
-        .annotate(success_before_window_at=Subquery(before))
+        .annotate(
+            success_before_window_at=Subquery(before),
+            backups_total=_count_of(_backups_of_row()),
+            has_notes=Exists(Note.objects.filter(instance=OuterRef("pk"))),
+        )
         .order_by(F("gone_at").asc(nulls_first=True), "pk")
         .first()
     )

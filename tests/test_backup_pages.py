@@ -16,9 +16,10 @@ from tests.factories import T0, make_instance, make_record
 LIST_URL = "/backups/"
 # Pinned: session, user, count of records (cached, so counted on a cache miss
 # only), one page of records (with their instances joined). The instance page
-# adds the instance itself, its chart's data, its notes and its restores.
+# adds the instance itself (with its backup count) and its chart's data; its
+# notes and restores only when it has some.
 LIST_QUERIES = 4
-DETAIL_QUERIES = 8
+DETAIL_QUERIES = 5
 
 
 def rows_of(html: str) -> list[str]:

@@ -13,17 +13,19 @@ from django.urls import reverse
 from django.utils import timezone
 
 from backups.filters.instances import DcsInstanceFilterSet
-from backups.models import DcsInstance
+from backups.models import DcsInstance, RestoreRecord
+from backups.notes import note_create
 from backups.selectors import instances_with_stats
 from tests.factories import make_instance, make_record
 
 LIST_URL = "/instances/"
 # Pinned. The list: session, user, the filter's choices (regions, engines,
 # statuses in one query), the count, one page of annotated rows. The detail
-# page: session, user, the instance with its last success, the chart's
-# backups, the table's count and page, its notes, its restores.
+# page: session, user, the instance with its last success, its backup count
+# and whether it has notes, the chart's backups, the table's page; its notes
+# and its restores only when it has some (one query each).
 LIST_QUERIES = 5
-DETAIL_QUERIES = 8
+DETAIL_QUERIES = 5
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
@@ -531,6 +533,34 @@ def test_it_shows_an_instance_in_a_constant_number_of_queries(admin_client):
     large = queries_of(admin_client, detail_url(instance, window="90d"))
 
     assert small == large <= DETAIL_QUERIES
+
+
+@pytest.mark.django_db
+def test_it_asks_for_notes_and_restores_only_of_an_instance_that_has_some(admin_client, django_user_model):
+    instance = make_instance()
+    make_history(instance, 30)
+    without = queries_of(admin_client, detail_url(instance))
+    author = django_user_model.objects.create(username="dba")
+    note_create(author=author, instance=instance, text="Disk full during the backup.", incident="INC-77")
+    now = timezone.now()
+    RestoreRecord.objects.create(
+        instance=instance,
+        restore_id="r1",
+        restore_name="restore_1",
+        status="succeed",
+        created_at=now,
+        first_seen=now,
+        last_seen=now,
+    )
+    with_both = queries_of(admin_client, detail_url(instance))
+    html = admin_client.get(detail_url(instance)).text
+
+    assert without == DETAIL_QUERIES
+    assert with_both == DETAIL_QUERIES + 2
+    assert "Disk full during the backup." in html and "INC-77" in html
+    assert "restore_1" in html
+    # The count came with the instance: every record, not a page of them.
+    assert "30" in html.split('id="backup-table"', 1)[1]
 
 
 def test_it_reads_the_fleet_table_from_one_queryset():

@@ -15,7 +15,7 @@ from django_tables2 import SingleTableView
 from backups.charts import backup_chart
 from backups.filters.instances import DcsInstanceFilterSet
 from backups.incident import incident_link
-from backups.models import DcsInstance
+from backups.models import DcsInstance, Note
 from backups.restores import RESTORES_ON_PAGE, restores_of, with_restore_facts
 from backups.rpo import source_label
 from backups.selectors import (
@@ -73,11 +73,12 @@ class InstanceListView(TablePageMixin, SingleTableView):
 class InstanceDetailView(TablePageMixin, DetailView):
     """One instance: its facts, a chart of its backups with the gaps, and its backup table.
 
-    Eight queries: session, user, the instance (with its last success, risk,
-    sync staleness and restore facts as subqueries and expressions), the
-    chart's backups in the window, the table's count and page, the
-    instance's notes, and its restores. Whether to offer "Sync now" is
-    remembered per user for a minute (views.sync.can_trigger_sync).
+    Five queries: session, user, the instance (with its last success, risk,
+    sync staleness, restore facts, backup count and whether it has notes as
+    subqueries and expressions), the chart's backups in the window and the
+    table's page; one more for its notes when it has any, and one for its
+    restores when it has any. Whether to offer "Sync now" is remembered per
+    user for a minute (views.sync.can_trigger_sync).
     """
 
     model = DcsInstance
@@ -102,6 +103,12 @@ class InstanceDetailView(TablePageMixin, DetailView):
             raise Http404(_("No DCS instance with this id."))
         return instance
 
+    def count_rows(self, data) -> tuple[int, bool]:
+        # The table is the instance's backups, unfiltered: counted in the
+        # instance's own query (selectors.instance_for_page), capped as any count.
+        total = self.object.backups_total
+        return min(total, self.count_cap + 1), total <= self.count_cap
+
     def get_table_data(self):
         # The reverse relation sets record.instance to self.object, so the
         # rows need no join and no query of their own.
@@ -123,14 +130,15 @@ class InstanceDetailView(TablePageMixin, DetailView):
             return context  # the table only: no chart to compute
         context.update(self.history_context(self.object))
         context.update(self.sync_context(self.object))
-        context.update(notes_context(self.request, instance_notes(self.object)))
+        notes = instance_notes(self.object) if self.object.has_notes else Note.objects.none()
+        context.update(notes_context(self.request, notes))
         context.update(self.restores_context(self.object))
         context["incident_filter_url"] = reverse("backups:instance-list")
         return context
 
     def restores_context(self, instance: DcsInstance) -> dict:
-        """Its restores (one query), and the last one with its status."""
-        rows = restores_of(instance)
+        """Its restores (one query, none when its last restore says it has none), and the last one."""
+        rows = restores_of(instance) if instance.last_restore_status is not None else []
         shown = rows[:RESTORES_ON_PAGE]
         return {
             "restores_table": RestoreRecordTable(
