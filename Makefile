@@ -39,9 +39,11 @@ serve: $(VENV)/.runtime
 	$(BIN)/python manage.py collectstatic --no-input -v0
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f Procfile start
 
-## test: the test suite (SQLite and the embedded broker unless DATABASE_URL/REDIS_URL say otherwise)
+## test: the test suite (SQLite and the embedded broker unless DATABASE_URL/REDIS_URL say otherwise),
+## one process per core (TEST_WORKERS=0: one process)
+TEST_WORKERS ?= auto
 test: $(VENV)/.dev
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

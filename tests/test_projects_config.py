@@ -203,7 +203,12 @@ def temporary_server():
         yield server
 
 
-@pytest.mark.parametrize(("token", "accepted"), [(TOKEN, True), ("", False), (TOKEN + "x", False)])
+# Named ids: the token is random, and pytest-xdist needs every worker to collect the same names.
+@pytest.mark.parametrize(
+    ("token", "accepted"),
+    [(TOKEN, True), ("", False), (TOKEN + "x", False)],
+    ids=["its-token", "no-token", "another-token"],
+)
 def test_a_temporary_key_works_only_with_its_token(temporary_server, token, accepted):
     config = make_config(temporary_server.url, security_token=token)
     client = DcsClient(config, connect_timeout=2, read_timeout=10)  # a 401 is never retried
