@@ -236,7 +236,9 @@ def test_the_worker_carries_on_by_itself_after_redis_restarts(frozen, start_work
         return redis
 
     redis = start_redis()
-    publisher = Celery("probe", broker=url)
+    # Not the current app: shared tasks sent by later tests in this process
+    # must still go to the dashboard's broker, not to this Redis.
+    publisher = Celery("probe", broker=url, set_as_current=False)
     try:
         _, log_path = start_worker(server, REDIS_URL=url)
         publisher.send_task("backups.sync_fleet", kwargs={"kind": SyncKind.FULL, "trigger": "command"})
