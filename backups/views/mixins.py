@@ -23,7 +23,7 @@ from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django_tables2 import SingleTableMixin, Table
-from django_tables2.rows import BoundRow
+from django_tables2.rows import BoundRow, BoundRows
 from django_tables2.templatetags.django_tables2 import table_page_range
 
 from backups import audit
@@ -137,6 +137,29 @@ class CountedPaginator(Paginator):
         if not self.count_is_exact:
             self.count = self._count_all()
             self.count_is_exact = True
+
+
+class IndexSlicedRows:
+    """A table's rows whose numbered pages are read by ``Keyset.page_slice``.
+
+    The paginator slices its ``object_list``; a deep numbered page then skips
+    its OFFSET rows in the index of the sort instead of in the table.
+    """
+
+    def __init__(self, rows: BoundRows, keyset: Keyset, queryset: QuerySet):
+        # Not named ``ordered``: Paginator reads that attribute as QuerySet.ordered.
+        self.rows = rows
+        self.keyset = keyset
+        self.queryset = queryset
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice) or key.step is not None or key.stop is None:
+            return self.rows[key]
+        data = self.keyset.page_slice(self.queryset, key.start or 0, key.stop)
+        return BoundRows(data=data, table=self.rows.table, pinned_data=self.rows.pinned_data)
 
 
 class KeysetPage:
@@ -307,8 +330,11 @@ class TablePageMixin(SingleTableMixin):
         if raw_per_page.strip():
             self.kept_params[table.prefixed_per_page_field] = str(per_page)
         count, exact = self.count_rows(data)
+        # The sorted queryset: django-tables2 applied the order to it.
+        ordered = table.data.data if isinstance(data, QuerySet) else None
+        keyset = Keyset.of(ordered) if ordered is not None else None
         paginator = CountedPaginator(
-            table.rows,
+            table.rows if keyset is None else IndexSlicedRows(table.rows, keyset, ordered),
             per_page,
             count=count,
             exact=exact,
@@ -316,9 +342,6 @@ class TablePageMixin(SingleTableMixin):
         )
         table.paginator = paginator
         table.per_page_choices = self.per_page_choices
-        # The sorted queryset: django-tables2 applied the order to it.
-        ordered = table.data.data if isinstance(data, QuerySet) else None
-        keyset = Keyset.of(ordered) if ordered is not None else None
         if keyset is None or not self.paginate_by_cursor(table, keyset, ordered, per_page):
             self.paginate_by_number(table, paginator, keyset, per_page)
         if paginator.count_is_exact:
