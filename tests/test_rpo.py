@@ -191,6 +191,25 @@ def test_it_keeps_a_success_exactly_at_the_rpo_in_time():
     assert row_of(instance, now=NOW + timedelta(seconds=1)).overdue == timedelta(seconds=1)
 
 
+@pytest.mark.parametrize("micros", [0, 1, 999_999, 500_000])
+@pytest.mark.parametrize("offset_us", [-1, 0, 1])
+def test_it_measures_a_success_age_exactly_at_the_microsecond(micros, offset_us):
+    # The age is computed in SQL (selectors.Age; on SQLite from the stored
+    # text): the RPO's edge to the microsecond, whole seconds stored without
+    # a fraction, and ages that cross a second, as Python computes them.
+    instance = make_instance()
+    policy(Scope.INSTANCE, 4, instance=instance)
+    success = (NOW - 4 * HOUR).replace(microsecond=micros)
+    DcsInstance.objects.filter(pk=instance.pk).update(last_success_at=success)
+    now = success + 4 * HOUR + timedelta(microseconds=offset_us)
+
+    row = row_of(instance, now=now)
+
+    assert row.success_age == now - success
+    assert row.at_risk is (offset_us > 0)
+    assert row.overdue == (timedelta(microseconds=offset_us) if offset_us > 0 else None)
+
+
 def test_it_treats_an_rpo_never_computed_as_the_default():
     instance = make_instance()
     make_record(instance, status="succeed", created_at=NOW - 27 * HOUR)
