@@ -335,3 +335,39 @@ def test_the_cells_built_once_are_built_once_per_table_and_language(fleet):
     assert ">Succeeded</span>" in english and ">Yes</span>" in english
     assert ">Succeeded</span>" not in chinese and ">Yes</span>" not in chinese
     assert badges_and_yes("en") == english
+
+
+@pytest.mark.parametrize("prefix", ["/", "/dash/"])
+def test_a_pages_backup_links_equal_reversing_each_id(prefix):
+    # Reversed once per page with the id put in place: the same URL as
+    # reverse() for every id, or "" where the URL pattern cannot carry it.
+    from django.urls import get_script_prefix, set_script_prefix
+
+    from backups.tables.backups import PageBackupUrls, backup_url
+
+    ids = [
+        "abc-DEF_123",
+        "0",
+        "backup_id",
+        ".",
+        "..",
+        "",
+        "a/b",
+        "a b",
+        "x%y",
+        "ä",
+        "a\n",
+        "~",
+        "?q=1#f",
+        "backup_id-x",
+    ]
+    old = get_script_prefix()
+    set_script_prefix(prefix)
+    try:
+        urls = PageBackupUrls()
+        for backup_id in ids:
+            record = BackupRecord(backup_id=backup_id)
+            assert urls(record) == backup_url(record), backup_id
+        assert urls(BackupRecord(backup_id="abc")).startswith(prefix)
+    finally:
+        set_script_prefix(old)

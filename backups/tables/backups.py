@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import django_tables2 as tables
 from django.urls import NoReverseMatch, reverse
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -38,6 +41,31 @@ def backup_url(record: BackupRecord) -> str:
         return reverse("backups:backup-detail", args=[record.backup_id])
     except NoReverseMatch:
         return ""
+
+
+# An id made of these alone is the same quoted, and matches the URL pattern
+# (one path segment, neither "." nor ".."), so its URL is the pattern's
+# reversed once with the id put in its place.
+PLAIN_ID = re.compile(r"[A-Za-z0-9_-]+")
+_SLOT = "backup_id"
+
+
+class PageBackupUrls:
+    """``backup_url`` for the rows of one page: ``reverse()`` once, not per row.
+
+    Built per request (reverse() depends on the request's script prefix);
+    an id that is not plain goes through ``backup_url``, which gives "" for
+    an id our URL pattern cannot carry.
+    """
+
+    def __init__(self):
+        self.head, self.tail = reverse("backups:backup-detail", args=[_SLOT]).rsplit(_SLOT, 1)
+
+    def __call__(self, record: BackupRecord) -> str:
+        backup_id = record.backup_id
+        if PLAIN_ID.fullmatch(backup_id):
+            return f"{self.head}{backup_id}{self.tail}"
+        return backup_url(record)
 
 
 class BackupRecordTable(tables.Table):
@@ -132,10 +160,14 @@ class BackupRecordTable(tables.Table):
     def render_backup_name(self, value, record):
         name = value or record.backup_id
         gone = gone_marker(record.gone_at, _("This backup is no longer listed by the API."))
-        url = backup_url(record)
+        url = self._backup_url(record)
         if not url:
             return format_html('<span class="backup__name">{}</span>{}', name, gone)
         return format_html('<a href="{}" class="backup__name">{}</a>{}', url, name, gone)
+
+    @cached_property
+    def _backup_url(self) -> PageBackupUrls:
+        return PageBackupUrls()
 
     def value_backup_name(self, value, record):
         return value or record.backup_id
