@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
+from backups.choices import SyncOutcome
 from backups.dcs.records import parse_backup_record
 from backups.management.commands import seed_bench
-from backups.models import BackupRecord, DcsInstance
+from backups.models import BackupRecord, DcsInstance, SyncKind, SyncRun
 from tests.factories import make_record
 
 pytestmark = pytest.mark.django_db
@@ -44,6 +45,25 @@ def test_it_seeds_the_numbers_asked_for():
     assert set(DcsInstance.objects.values_list("region", flat=True)) == set(seed_bench.DEFAULT_REGIONS)
     assert "Seeded 30 instances and 3,000 backup records" in out
     assert "rows/s" in out
+
+
+def test_it_records_the_full_fleet_sync_that_brought_the_data(admin_client, django_assert_num_queries):
+    from tests.test_overview import OVERVIEW_QUERIES
+
+    seed()
+
+    run = SyncRun.objects.fleet().finished().get()
+    assert (run.kind, run.outcome, run.instances_seen, run.records_new) == (
+        SyncKind.FULL,
+        SyncOutcome.SUCCEEDED,
+        30,
+        3000,
+    )
+    assert run.finished_at == datetime(2026, 11, 20, 12, tzinfo=UTC)
+    # The overview of a synced fleet: the machinery's health rides on the run's row.
+    admin_client.get("/")
+    with django_assert_num_queries(OVERVIEW_QUERIES):
+        assert admin_client.get("/").status_code == 200
 
 
 def test_it_makes_the_same_rows_from_the_same_seed():
