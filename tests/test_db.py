@@ -35,3 +35,11 @@ def test_it_answers_every_question_in_one_query_with_its_type():
 def test_it_refuses_a_query_of_more_than_one_column():
     with pytest.raises(ValueError, match="one column"):
         select_scalars(both=DcsInstance.objects.values("name", "region")[:1])
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="JIT is PostgreSQL's")
+def test_it_runs_postgresql_without_jit():
+    # A page's queries are short; JIT compiling one cost the overview ~420 ms.
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone() == ("off",)
