@@ -167,6 +167,17 @@ def _prepared_columns(found: list[models.Field], rows: Sequence[tuple], connecti
     return columns
 
 
+def _execute_arrays(connection, sql: str, found: list[models.Field], rows: Sequence[tuple]) -> None:
+    """Run ``sql`` on PostgreSQL with each column of the rows as one array parameter, a batch at a time."""
+    with _binding_cursor(connection) as cursor:
+        for start in range(0, len(rows), PG_BATCH):
+            cursor.execute(sql, _prepared_columns(found, rows[start : start + PG_BATCH], connection))
+
+
+def _arrays(found: list[models.Field], connection) -> str:
+    return ", ".join(f"%b::{_array_type(field, connection)}" for field in found)
+
+
 def bulk_insert(
     model: type[models.Model],
     *,
@@ -197,11 +208,9 @@ def bulk_insert(
         assignments = ", ".join(f"{column} = excluded.{column}" for column in updated)
         conflict = f" ON CONFLICT ({', '.join(unique)}) DO UPDATE SET {assignments}"
     if connection.vendor == "postgresql":
-        arrays = ", ".join(f"%b::{_array_type(field, connection)}" for field in found)
+        arrays = _arrays(found, connection)
         sql = f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}){conflict}"  # noqa: S608
-        with _binding_cursor(connection) as cursor:
-            for start in range(0, len(rows), PG_BATCH):
-                cursor.execute(sql, _prepared_columns(found, rows[start : start + PG_BATCH], connection))
+        _execute_arrays(connection, sql, found, rows)
         return
     placeholders = ", ".join(["%s"] * len(columns))
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}){conflict}"  # noqa: S608
@@ -229,16 +238,13 @@ def bulk_update(
     found, columns = _columns(model, [pk.name, *fields], connection)
     table = connection.ops.quote_name(model._meta.db_table)
     if connection.vendor == "postgresql":
-        arrays = ", ".join(f"%b::{_array_type(field, connection)}" for field in found)
         names = ", ".join(columns)
         assignments = ", ".join(f"{column} = v.{column}" for column in columns[1:])
         sql = (
-            f"UPDATE {table} AS t SET {assignments} FROM unnest({arrays}) AS v({names}) "  # noqa: S608
+            f"UPDATE {table} AS t SET {assignments} FROM unnest({_arrays(found, connection)}) AS v({names}) "  # noqa: S608
             f"WHERE t.{columns[0]} = v.{columns[0]}"
         )
-        with _binding_cursor(connection) as cursor:
-            for start in range(0, len(rows), PG_BATCH):
-                cursor.execute(sql, _prepared_columns(found, rows[start : start + PG_BATCH], connection))
+        _execute_arrays(connection, sql, found, rows)
         return
     assignments = ", ".join(f"{column} = %s" for column in columns[1:])
     sql = f"UPDATE {table} SET {assignments} WHERE {columns[0]} = %s"  # noqa: S608

@@ -143,9 +143,10 @@ def sync_project_instances(
             unique_fields=["project_id", "instance_id"],
             update_fields=["region", *InstanceData.MODEL_FIELDS, "last_seen", "gone_at"],
         )
-        if mark_gone:
-            for chunk in _chunks(unchanged):
-                DcsInstance.objects.filter(pk__in=chunk).update(last_seen=now)
+        if mark_gone and unchanged:
+            DcsInstance.objects.filter(pk__in=ValueList(unchanged, DcsInstance._meta.pk)).update(
+                last_seen=now
+            )
         if rows:
             present = list(DcsInstance.objects.filter(project_id=project.project_id, gone_at__isnull=True))
         else:
@@ -277,17 +278,16 @@ def upsert_observed(
             written.append((ident, data, before))
 
     values_of = attrgetter(*fields)
-    columns = ("instance", key, *fields, "first_seen", "last_seen", "gone_at")
-    updated = (*fields, "last_seen", "gone_at")
+    updated = (*fields, "last_seen", "gone_at", *assessed_fields)
+    columns = ("instance", key, *fields, "first_seen", "last_seen", "gone_at", *assessed_fields)
     if assess and written:
-        assessed = assess([(before and before.pk, data) for _ident, data, before in written])
-        upserts = [
-            (instance_pk, ident, *values_of(data), now, now, None, *extra)
-            for (ident, data, _before), extra in zip(written, assessed, strict=True)
-        ]
-        columns, updated = (*columns, *assessed_fields), (*updated, *assessed_fields)
+        extras = assess([(before and before.pk, data) for _ident, data, before in written])
     else:
-        upserts = [(instance_pk, ident, *values_of(data), now, now, None) for ident, data, _before in written]
+        extras = [()] * len(written)
+    upserts = [
+        (instance_pk, ident, *values_of(data), now, now, None, *extra)
+        for (ident, data, _before), extra in zip(written, extras, strict=True)
+    ]
     # One statement (per 5,000 rows on PostgreSQL), so the summary triggers
     # run once for the listing.
     bulk_insert(model, fields=columns, rows=upserts, unique_fields=("instance", key), update_fields=updated)
@@ -317,9 +317,7 @@ def upsert_observed(
     return counts
 
 
-def _assess_backups(
-    instance: DcsInstance, written: list[tuple[int | None, BackupRecordData]]
-) -> dict[int, tuple]:
+def _assess_backups(instance: DcsInstance, written: list[tuple[int | None, BackupRecordData]]) -> list[tuple]:
     pending = [Pending(pk, data.status, data.created_at, data.updated_at, data.size) for pk, data in written]
     return assess_pending(instance=instance, pending=pending)
 

@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from backups import locks
 from backups.choices import RestoreStatus, SyncOutcome
+from backups.db import ValueList
 from backups.dcs.client import DcsClient
 from backups.dcs.errors import DcsError
 from backups.models import (
@@ -191,22 +192,16 @@ def latest_checks(instance_pks: list[int]) -> dict[int, tuple[datetime | None, d
     Items are kept a day (:data:`ITEM_RETENTION`); older checks are on the
     instance's own row, written by the full syncs.
     """
-    latest: dict[int, tuple[datetime | None, datetime | None]] = {}
-    for chunk in _chunks(instance_pks):
-        latest.update(
-            (pk, (backups, restores))
-            for pk, backups, restores in SyncRunItem.objects.filter(
-                instance_id__in=chunk, checked_at__isnull=False
-            )
-            .order_by()
-            .values_list("instance_id")
-            .annotate(Max("checked_at"), Max("restores_checked_at"))
-        )
-    return latest
-
-
-def _chunks(items: list, size: int = 500) -> list[list]:
-    return [items[start : start + size] for start in range(0, len(items), size)]
+    if not instance_pks:
+        return {}
+    pks = ValueList(instance_pks, DcsInstance._meta.pk)
+    return {
+        pk: (backups, restores)
+        for pk, backups, restores in SyncRunItem.objects.filter(instance_id__in=pks, checked_at__isnull=False)
+        .order_by()
+        .values_list("instance_id")
+        .annotate(Max("checked_at"), Max("restores_checked_at"))
+    }
 
 
 def _incremental_windows(
@@ -447,7 +442,7 @@ def run_item(item_pk: int, *, client: DcsClient) -> SyncRunItem | None:
     Returns None when there was nothing to do (the item is done already, or
     its run was finished without it).
     """
-    started = _begin_item(item_pk, renew_run_lease=True)
+    started = _begin_item(item_pk)
     if started is None:
         return None
     item, lease = started
@@ -462,7 +457,7 @@ def run_item(item_pk: int, *, client: DcsClient) -> SyncRunItem | None:
     return item
 
 
-def _begin_item(item_pk: int, *, renew_run_lease: bool) -> tuple[SyncRunItem, locks.Lease | None] | None:
+def _begin_item(item_pk: int) -> tuple[SyncRunItem, locks.Lease | None] | None:
     """Mark the item running and take its instance's lease: the database half before the API.
 
     None: nothing to do (the item is done, or its run was finished without
@@ -476,8 +471,7 @@ def _begin_item(item_pk: int, *, renew_run_lease: bool) -> tuple[SyncRunItem, lo
     SyncRunItem.objects.filter(pk=item.pk).exclude(state=State.DONE).update(
         state=State.RUNNING, started_at=timezone.now()
     )
-    if renew_run_lease:
-        locks.held(run_lease_name(run), holder=run.token).renew()
+    locks.held(run_lease_name(run), holder=run.token).renew()
     return item, _instance_lease(item)
 
 
