@@ -7,6 +7,7 @@ same fact as plain text, for CSV/JSON exports.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
 import django_tables2 as tables
@@ -34,6 +35,22 @@ def _raw_value(record, bound_column):
     return bound_column.accessor.resolve(record, quiet=True)
 
 
+class KeptCells(dict):
+    """A column's cells by what they show, each built once per table.
+
+    A page shows a handful of statuses, a yes or a no, often one instance, in
+    many rows. A table copies its columns, so this lives for one table, in
+    one language.
+    """
+
+    def cell(self, key, build: Callable[[], str]) -> str:
+        try:
+            return self[key]
+        except KeyError:
+            built = self[key] = build()
+            return built
+
+
 class ChoiceBadgeColumn(tables.Column):
     """A badge whose label and colour come from a ``ColoredChoices`` enum.
 
@@ -45,22 +62,19 @@ class ChoiceBadgeColumn(tables.Column):
 
     def __init__(self, choices: type[ColoredChoices], *args, **kwargs):
         self.choices = choices
-        # A page shows a handful of values: each badge is built once. A table
-        # copies its columns, so this lives for one table, in one language.
-        self._badges: dict = {}
+        self._badges = KeptCells()
         super().__init__(*args, **kwargs)
 
     def render(self, record, bound_column):
         raw = _raw_value(record, bound_column)
-        try:
-            return self._badges[raw]
-        except KeyError:
-            badge = self._badges[raw] = format_html(
+        return self._badges.cell(
+            raw,
+            lambda: format_html(
                 '<span class="badge badge--{}">{}</span>',
                 self.choices.color_of(raw),
                 self.choices.label_of(raw),
-            )
-            return badge
+            ),
+        )
 
     def value(self, record, bound_column):
         return self.choices.label_of(_raw_value(record, bound_column))
@@ -132,19 +146,15 @@ class BytesColumn(tables.Column):
 
 
 class YesNoColumn(tables.BooleanColumn):
-    """django-tables2's BooleanColumn, its two cells built once per table (see ChoiceBadgeColumn)."""
+    """django-tables2's BooleanColumn, its two cells built once per table (KeptCells)."""
 
     def __init__(self, *args, **kwargs):
-        self._cells: dict[bool, str] = {}
+        self._cells = KeptCells()
         super().__init__(*args, **kwargs)
 
     def render(self, value, record, bound_column):
         key = self._get_bool_value(record, value, bound_column)
-        try:
-            return self._cells[key]
-        except KeyError:
-            cell = self._cells[key] = super().render(value, record, bound_column)
-            return cell
+        return self._cells.cell(key, lambda: super(YesNoColumn, self).render(value, record, bound_column))
 
 
 class TimestampColumn(tables.Column):
@@ -191,17 +201,12 @@ class InstanceColumn(tables.Column):
         self.url_name = url_name
         kwargs.setdefault("order_by", ("instance__name", "instance__instance_id"))
         # An instance's history, or a filter by instance, shows one instance
-        # on every row: its cell is built once per table (see ChoiceBadgeColumn).
-        self._cells: dict = {}
+        # on every row: its cell is built once per table.
+        self._cells = KeptCells()
         super().__init__(*args, **kwargs)
 
     def render(self, value):
-        key = (value.instance_id, value.name, value.gone_at)
-        try:
-            return self._cells[key]
-        except KeyError:
-            cell = self._cells[key] = self._cell(value)
-            return cell
+        return self._cells.cell((value.instance_id, value.name, value.gone_at), lambda: self._cell(value))
 
     def _cell(self, value):
         name = value.name or value.instance_id
