@@ -239,8 +239,9 @@ def test_a_new_listing_is_a_few_statements_whatever_its_size(django_assert_num_q
     records = parsed(history(5, 300))
 
     # The stored rows; the anomaly span and the sizes and durations before
-    # it; the upsert; the new ids; the status changes.
-    with django_assert_num_queries(7):
+    # it; the upsert; the new ids (on SQLite: PostgreSQL's upsert returns
+    # them); the status changes.
+    with django_assert_num_queries(6 if connection.vendor == "postgresql" else 7):
         counts = store_backups(instance=instance, records=records, now=T0, windowed=False, complete=True)
 
     assert counts == StoredCounts(new=300)
@@ -345,6 +346,29 @@ def test_bulk_insert_updates_on_a_conflict_only_what_it_is_told():
         T0 + HOUR,
     )
     assert BackupRecord.objects.count() == 1
+
+
+def test_bulk_insert_returns_the_written_rows_on_postgresql_only():
+    instance = make_instance()
+    existing = BackupRecord.objects.create(instance=instance, backup_id="old", **VALUES)
+    rows = [(instance.pk, ident, *VALUES.values()) for ident in ("old", "new-1", "new-2")]
+
+    returned = bulk_insert(
+        BackupRecord,
+        fields=("instance", "backup_id", *VALUES),
+        rows=rows,
+        unique_fields=("instance", "backup_id"),
+        update_fields=("last_seen",),
+        returning=("backup_id", "id"),
+    )
+
+    stored = dict(BackupRecord.objects.values_list("backup_id", "pk"))
+    assert len(stored) == 3 and stored["old"] == existing.pk
+    if connection.vendor == "postgresql":
+        assert dict(returned) == stored, "inserted and updated rows alike"
+    else:
+        assert returned is None, "executemany returns no rows: the caller reads the ids"
+    assert bulk_insert(BackupRecord, fields=("instance",), rows=[], returning=("id",)) == []
 
 
 def test_bulk_update_writes_each_row_its_own_values():

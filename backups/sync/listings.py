@@ -288,18 +288,26 @@ def upsert_observed(
         (instance_pk, ident, *values_of(data), now, now, None, *extra)
         for (ident, data, _before), extra in zip(written, extras, strict=True)
     ]
-    # One statement (per 5,000 rows on PostgreSQL), so the summary triggers
-    # run once for the listing.
-    bulk_insert(model, fields=columns, rows=upserts, unique_fields=("instance", key), update_fields=updated)
-
     new_keys = [ident for ident, _data, before in written if before is None]
     counts.new = len(new_keys)
     counts.updated = len(written) - counts.new
-    # The ids of the new rows, one query; the changed ones have theirs.
+    # One statement (per 5,000 rows on PostgreSQL), so the summary triggers
+    # run once for the listing. The new rows' ids come back from it on
+    # PostgreSQL, and from one more query on SQLite; the changed ones have theirs.
+    returned = bulk_insert(
+        model,
+        fields=columns,
+        rows=upserts,
+        unique_fields=("instance", key),
+        update_fields=updated,
+        returning=(key, "id") if new_keys else (),
+    )
     ids = {}
     if new_keys:
-        key_field = model._meta.get_field(key)
-        ids = dict(rows.filter(**{f"{key}__in": ValueList(new_keys, key_field)}).values_list(key, "pk"))
+        if returned is None:
+            key_field = model._meta.get_field(key)
+            returned = rows.filter(**{f"{key}__in": ValueList(new_keys, key_field)}).values_list(key, "pk")
+        ids = dict(returned)
     changes = [
         (ids[ident] if before is None else before.pk, now, data.status, data.progress)
         for ident, data, before in written
