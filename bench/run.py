@@ -406,8 +406,19 @@ def forget_projects(project_ids: list[str]) -> None:
         DcsInstance.objects.filter(project_id__in=project_ids).delete()
 
 
-def bench_ingest(sizes: Sizes) -> dict:
-    """Our bulk upsert (store_backups) of parsed records into fresh instances."""
+# The two shapes of an ingest: where in time the records of a listing fall.
+# A first sync of an instance with a long history, or one that comes back,
+# lists records spread over years: each lands somewhere else in every
+# index on created_at, size and finish time. A sync of new backups lists
+# recent ones, which land together at the new end of those indexes.
+INGEST_SHAPES = {
+    "history": ("1,000 records over 15 months each (a first sync of an old instance)", 730),
+    "recent": ("1,000 records of the last 7 days each (new backups)", 7),
+}
+
+
+def bench_ingest(sizes: Sizes, shape: str) -> dict:
+    """Our bulk upsert (store_backups) of parsed records into fresh instances, one listing per transaction."""
     from django.db import connection, transaction
     from django.utils import timezone
 
@@ -448,7 +459,14 @@ def bench_ingest(sizes: Sizes) -> dict:
         take = min(per_instance, remaining)
         remaining -= take
         rows = generate_records(
-            sim, instance.pk, take, seed=sizes.seed, now_ms=now_ms, gone_ms=None, clock=clock
+            sim,
+            instance.pk,
+            take,
+            seed=sizes.seed,
+            now_ms=now_ms,
+            gone_ms=None,
+            clock=clock,
+            history_days=INGEST_SHAPES[shape][1],
         )
         records = {}
         for row in rows:
@@ -730,20 +748,27 @@ def report(info: dict, sizes: Sizes, results: dict, seed_seconds: float | None) 
             )
         lines.append("")
     if "ingest" in results:
-        ingest, naive = results["ingest"], results["naive"]
-        verdict = "pass" if ingest["per_second"] >= INGEST_PER_SECOND else "miss"
+        naive = results["naive"]
         lines += [
-            f"**Ingest** (target ≥ {INGEST_PER_SECOND:,} records/s):",
+            f"**Ingest** (target ≥ {INGEST_PER_SECOND:,} records/s), into fresh instances beside the "
+            "data set, one listing a transaction:",
             "",
             "| path | records | seconds | records/s | result |",
             "|---|---:|---:|---:|---|",
-            "| ours: `store_backups` bulk upsert of parsed records, fresh instances "
-            f"| {ingest['records']:,} | "
-            f"{ingest['seconds']:.1f} | {ingest['per_second']:,.0f} | {verdict} |",
+        ]
+        for shape, ingest in results["ingest"].items():
+            verdict = "pass" if ingest["per_second"] >= INGEST_PER_SECOND else "miss"
+            lines.append(
+                f"| ours: `store_backups` bulk upsert of parsed records, {INGEST_SHAPES[shape][0]} "
+                f"| {ingest['records']:,} | {ingest['seconds']:.1f} | {ingest['per_second']:,.0f} "
+                f"| {verdict} |"
+            )
+        slowest = min(ingest["per_second"] for ingest in results["ingest"].values())
+        lines += [
             f"| naive: simulator over HTTP at limit=10 ({naive['calls']:,} calls), "
             "`update_or_create` per row | "
             f"{naive['records']:,} | {naive['seconds']:.1f} | {naive['per_second']:,.0f} | "
-            f"{ingest['per_second'] / naive['per_second']:.0f}x slower |",
+            f"{slowest / naive['per_second']:.0f}x slower than our slowest |",
             "",
         ]
     if "sync" in results:
@@ -892,7 +917,7 @@ def main() -> None:
             try:
                 if "ingest" in parts:
                     print("Ingesting...")
-                    results["ingest"] = bench_ingest(sizes)
+                    results["ingest"] = {shape: bench_ingest(sizes, shape) for shape in INGEST_SHAPES}
                     results["naive"] = bench_naive(sizes, simulator)
                     results.setdefault("measured", {})["ingest"] = (
                         f"{info['date']}, `{info['commit']}`, load {info['load']}"
@@ -942,6 +967,8 @@ def saved_results(vendor: str, sizes: Sizes) -> dict:
         return {}
     data["pages"] = [Timing(**t) for t in data["pages"]]
     data["admin"] = [(Timing(**a), Timing(**b)) for a, b in data["admin"]]
+    if "records" in data.get("ingest", {}):
+        data["ingest"] = None  # one shape, from before INGEST_SHAPES: measure it again
     return {key: value for key, value in data.items() if value}
 
 

@@ -1,4 +1,4 @@
-"""backups.db.select_scalars: several one-value questions, one round trip, real types."""
+"""backups.db.select_scalars (one round trip, real types), and the connections' settings."""
 
 from __future__ import annotations
 
@@ -43,3 +43,28 @@ def test_it_runs_postgresql_without_jit():
     with connection.cursor() as cursor:
         cursor.execute("SHOW jit")
         assert cursor.fetchone() == ("off",)
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's page cache and WAL")
+def test_it_gives_sqlite_a_page_cache_and_wal_checkpoints_for_bulk_writes():
+    # A listing's rows land all over the records' indexes: the default 2 MiB
+    # cache and a checkpoint (with its fsync) per 1,000 pages cost a third of
+    # the ingest rate on 2M records.
+    with connection.cursor() as cursor:
+        answers = {}
+        for pragma in (
+            "journal_mode",
+            "synchronous",
+            "cache_size",
+            "wal_autocheckpoint",
+            "journal_size_limit",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+            answers[pragma] = cursor.fetchone()[0]
+    assert answers == {
+        "journal_mode": "wal",
+        "synchronous": 1,  # NORMAL: WAL fsyncs at checkpoints, not at each commit
+        "cache_size": -65536,
+        "wal_autocheckpoint": 16000,
+        "journal_size_limit": 64 * 1024 * 1024,
+    }

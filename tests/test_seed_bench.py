@@ -87,6 +87,28 @@ def test_it_stores_what_a_sync_would_parse_from_the_raw_record():
             assert getattr(record, name) == value, (name, record.raw)
 
 
+@pytest.mark.parametrize("days", [7, seed_bench.HISTORY_DAYS])
+def test_its_records_span_the_history_asked_for(days):
+    """The bench's two ingest shapes: a listing of new backups, and one of a long history."""
+    from backups.simulator.fleet import build_fleet
+
+    sim = next(sim for sim in build_fleet({"p": "r"}, 10, 1) if sim.backupable)
+    now_ms = int(datetime(2026, 11, 20, 12, tzinfo=UTC).timestamp() * 1000)
+    created_at = seed_bench.RECORD_FIELDS.index("created_at")
+    clock = seed_bench._Clock(sqlite=False)
+    rows = list(
+        seed_bench.generate_records(
+            sim, 1, 1000, seed=1, now_ms=now_ms, gone_ms=None, clock=clock, history_days=days
+        )
+    )
+
+    oldest = min(datetime.fromisoformat(row[created_at]) for row in rows)
+    age_days = (now_ms / 1000 - oldest.timestamp()) / 86400
+    # Two a day fit 1,000 into two years: they go back 15 months.
+    assert len(rows) == 1000
+    assert days * 0.6 < age_days <= days + 1
+
+
 def test_it_has_a_realistic_mix():
     seed(records=20_000, instances=40)
     records = list(BackupRecord.objects.values_list("status", "error_code", "backup_type", "gone_at", "size"))
@@ -193,6 +215,7 @@ def test_the_bench_runs_end_to_end_at_a_tiny_size(tmp_path):
     for needle in ("/backups/", "/admin/backups/backuprecord/", "Ingest", "Full sync", "Export", "p50"):
         assert needle in text, needle
     assert "| /backups/?sort=-size&per_page=50 |" in text
+    assert "over 15 months each" in text and "of the last 7 days each" in text, "both ingest shapes"
 
 
 def test_it_puts_back_every_index_it_dropped_for_the_load():

@@ -205,12 +205,17 @@ def generate_records(
     now_ms: int,
     gone_ms: int | None,
     clock: _Clock,
+    history_days: int = HISTORY_DAYS,
 ) -> Iterator[tuple]:
-    """``count`` rows of one instance in RECORD_FIELDS order, each value as the database takes it."""
+    """``count`` rows of one instance in RECORD_FIELDS order, each value as the database takes it.
+
+    The automatic backups come a whole number of times a day, as few as fit
+    them into the ``history_days`` before now: they go back at most that far.
+    """
     rng = seeded_random(seed, "bench-records", sim.instance_id)
     manual = round(count * MANUAL_SHARE * rng.uniform(0.5, 1.5)) if count > 1 else 0
     auto = count - manual
-    per_day = max(1, math.ceil(auto / HISTORY_DAYS))
+    per_day = max(1, math.ceil(auto / history_days))
     interval = MS_PER_DAY // per_day
     # The newest automatic slot at or before now, on the instance's backup hour.
     first = (now_ms // MS_PER_DAY) * MS_PER_DAY + sim.backup_hour * MS_PER_HOUR
