@@ -62,7 +62,7 @@ class DcsInstance(models.Model):
     # their SyncRunItem (checked_at) instead, so an unchanged fleet costs no
     # write here. When the backups were last listed at all is the newer of
     # the two (backups.selectors.with_sync_staleness,
-    # backups.sync.runs.latest_checks); the next incremental sync asks from
+    # backups.sync.planning.latest_checks); the next incremental sync asks from
     # there, less an overlap.
     backups_checked_at = models.DateTimeField(_("backups last checked"), null=True, blank=True)
     # When a full sync or "Sync now" last listed the instance's restores; an
@@ -719,7 +719,7 @@ class SyncRunItem(models.Model):
     checked_at = models.DateTimeField(_("backups listed"), null=True, blank=True)
     restores_checked_at = models.DateTimeField(_("restores listed"), null=True, blank=True)
     # Whether the item lists the restores too, decided when the run is planned
-    # (backups.sync.runs._restores_due): always on a full sync, when due on an
+    # (backups.sync.planning._restores_due): always on a full sync, when due on an
     # incremental one, never on the active poll.
     list_restores = models.BooleanField(_("lists restores"), default=False)
 

@@ -27,7 +27,7 @@ from backups import retention, sync
 from backups.choices import SyncOutcome
 from backups.dcs.client import DcsClient
 from backups.models import DcsInstance, SyncKind, SyncRun, SyncRunItem, SyncTrigger, WorkerHeartbeat
-from backups.sync import runs
+from backups.sync import items, planning, runs
 from backups.sync.health import WORKER_HEARTBEAT_SECONDS, broker_state
 
 logger = logging.getLogger(__name__)
@@ -55,10 +55,10 @@ def _client_or_abandon(run_id: int) -> DcsClient | None:
 
 @shared_task(bind=True, name="backups.sync_fleet", **RETRY_TRANSIENT)
 def sync_fleet(
-    self, kind: str = runs.AUTO, trigger: str = SyncTrigger.BEAT, user_id: int | None = None
+    self, kind: str = planning.AUTO, trigger: str = SyncTrigger.BEAT, user_id: int | None = None
 ) -> int:
     """List the instances, then fan out one ``sync_run_item`` task per instance."""
-    run = runs.start_fleet_run(
+    run = planning.start_fleet_run(
         kind=kind, trigger=trigger, requested_by_id=user_id, task_id=self.request.id or ""
     )
     if run.outcome == SyncOutcome.RUNNING:
@@ -66,7 +66,7 @@ def sync_fleet(
             client = _client_or_abandon(run.pk)
             if client is None:
                 return run.pk
-            runs.plan_fleet(run, client=client)
+            planning.plan_fleet(run, client=client)
         runs.dispatch_window(run, dispatch=_dispatch_item)
     return run.pk
 
@@ -80,7 +80,7 @@ def sync_run_item(self, item_pk: int) -> None:
     client = _client_or_abandon(run_id)
     if client is None:
         return
-    runs.run_item(item_pk, client=client)
+    items.run_item(item_pk, client=client)
     finished = runs.advance_run(run_id, dispatch=_dispatch_item)
     if finished is not None and finished.scope == SyncRun.FLEET_SCOPE:
         _queue_alert_evaluation()
@@ -102,7 +102,7 @@ def sync_instance(
 
 @shared_task(bind=True, name="backups.sync_active_instances", **RETRY_TRANSIENT)
 def sync_active_instances(self) -> int | None:
-    run = runs.start_active_run(trigger=SyncTrigger.BEAT, task_id=self.request.id or "")
+    run = planning.start_active_run(trigger=SyncTrigger.BEAT, task_id=self.request.id or "")
     if run is None:
         return None
     runs.dispatch_window(run, dispatch=_dispatch_item)
@@ -242,7 +242,7 @@ def worker_started(sender, **kwargs) -> None:
     # Without this, a fresh deployment shows nothing until beat's first tick.
     if settings.DCS_SYNC_ON_WORKER_START:
         sync_fleet.apply_async(
-            kwargs={"kind": runs.AUTO, "trigger": SyncTrigger.STARTUP}, expires=settings.DCS_SYNC_INTERVAL
+            kwargs={"kind": planning.AUTO, "trigger": SyncTrigger.STARTUP}, expires=settings.DCS_SYNC_INTERVAL
         )
 
 

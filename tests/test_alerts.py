@@ -571,7 +571,7 @@ def test_a_finished_fleet_sync_queues_an_evaluation(monkeypatch):
     """The last instance of a fleet run, synced by its task against the simulator, queues the evaluation."""
     from backups.dcs.client import DcsClient
     from backups.simulator.server import SimulatorServer
-    from backups.sync import runs
+    from backups.sync import planning, runs
     from tests.conftest import make_config, make_simulator
 
     queued = []
@@ -579,8 +579,8 @@ def test_a_finished_fleet_sync_queues_an_evaluation(monkeypatch):
     with SimulatorServer(make_simulator(instances=1), host="127.0.0.1", port=0) as server:
         client = DcsClient(make_config(server.url), connect_timeout=2, read_timeout=10)
         monkeypatch.setattr(tasks.DcsClient, "from_settings", classmethod(lambda cls: client))
-        run = runs.start_fleet_run(kind="full", trigger="command")
-        runs.plan_fleet(run, client=client)
+        run = planning.start_fleet_run(kind="full", trigger="command")
+        planning.plan_fleet(run, client=client)
         items = []
         while (pk := runs.claim_next(run.pk)) is not None:
             items.append(pk)

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tables2.rows import BoundRow
 
-from backups import exports
+from backups.exports.records import fast_records
 from backups.models import BackupRecord
 from backups.views.mixins import TablePageMixin
 from tests.factories import T0, make_instance, make_record, make_status_change, make_sync_run
@@ -26,17 +26,17 @@ EXPORT_URLS = ["/backups/", "/instances/", "/sync/", "/audit/"]
 
 def the_slow_way(monkeypatch) -> None:
     """Every cell through BoundRow.get_cell_value() and every record through the ORM, as before."""
-    monkeypatch.setattr(exports, "tuple_rows", lambda table, fields: None)
-    monkeypatch.setattr(exports, "fast_records", lambda queryset, named=(): None)
+    monkeypatch.setattr("backups.exports.stream.tuple_rows", lambda table, fields: None)
+    monkeypatch.setattr("backups.exports.records.fast_records", lambda queryset, named=(): None)
     monkeypatch.setattr(
-        exports,
-        "cell_value",
+        "backups.exports.fields.cell_value",
         lambda table, bound: (
             lambda record, raw=None: BoundRow(record, table=table).get_cell_value(bound.name)
         ),
     )
     monkeypatch.setattr(
-        exports, "resolver", lambda accessor: lambda record: accessor.resolve(record, quiet=True)
+        "backups.exports.fields.resolver",
+        lambda accessor: lambda record: accessor.resolve(record, quiet=True),
     )
 
 
@@ -114,7 +114,7 @@ def test_it_loads_no_more_than_the_one_query_for_the_records(admin_client, varie
 
 
 def test_a_deferred_field_still_reads_right_when_a_column_needs_it(varied):
-    table_records = exports.fast_records(BackupRecord.objects.select_related("instance").order_by("pk"))
+    table_records = fast_records(BackupRecord.objects.select_related("instance").order_by("pk"))
     first = next(iter(table_records))
 
     assert first.raw == BackupRecord.objects.order_by("pk").first().raw

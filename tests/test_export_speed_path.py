@@ -1,4 +1,4 @@
-"""The backup list's export from tuple rows (exports.tuple_rows): the very bytes of the general way."""
+"""The backup list's export from tuple rows (exports.rows.tuple_rows): the very bytes of the general way."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from backups import exports
+from backups.exports import csv_lines, export_fields, iso_utc
+from backups.exports.rows import RowPlan, iso_utc_text, tuple_rows
+from backups.exports.stream import csv_rows_text
 from backups.models import BackupRecord, Note
 from backups.tables import BackupRecordTable
 from tests.factories import T0, make_instance, make_record
@@ -112,14 +114,14 @@ def test_it_keeps_the_filters_and_order_of_the_view(admin_client, every_case, mo
 def test_the_backup_list_takes_the_tuple_rows(every_case):
     table = BackupRecordTable(data=BackupRecord.objects.select_related("instance").newest_first())
 
-    assert exports.tuple_rows(table, exports.export_fields(table)) is not None
+    assert tuple_rows(table, export_fields(table)) is not None
 
 
 def test_a_distinct_queryset_takes_the_general_way(every_case):
     records = BackupRecord.objects.select_related("instance").newest_first().distinct()
     table = BackupRecordTable(data=records)
 
-    assert exports.tuple_rows(table, exports.export_fields(table)) is None
+    assert tuple_rows(table, export_fields(table)) is None
 
 
 def test_a_value_function_it_does_not_know_takes_the_general_way(admin_client, every_case):
@@ -128,12 +130,12 @@ def test_a_value_function_it_does_not_know_takes_the_general_way(admin_client, e
             return value.upper()
 
     table = Overridden(data=BackupRecord.objects.select_related("instance").newest_first())
-    assert exports.tuple_rows(table, exports.export_fields(table)) is None
-    assert any(",=1+1," not in line and "'=1+1" in line for line in exports.csv_lines(table))
+    assert tuple_rows(table, export_fields(table)) is None
+    assert any(",=1+1," not in line and "'=1+1" in line for line in csv_lines(table))
 
 
 def test_it_reads_the_records_once_and_the_notes_of_noted_chunks_only(admin_client, every_case, monkeypatch):
-    monkeypatch.setattr(exports, "CHUNK_SIZE", 5)
+    monkeypatch.setattr("backups.exports.records.CHUNK_SIZE", 5)
     with CaptureQueriesContext(connection) as captured:
         body = export(admin_client, "/backups/", {})
 
@@ -151,7 +153,7 @@ def test_it_reads_the_records_once_and_the_notes_of_noted_chunks_only(admin_clie
 
 
 def test_the_stand_ins_of_a_chunk_keep_nothing_of_the_last(every_case, monkeypatch):
-    monkeypatch.setattr(exports, "CHUNK_SIZE", 4)
+    monkeypatch.setattr("backups.exports.records.CHUNK_SIZE", 4)
     seen = []
 
     class Marking(BackupRecordTable):
@@ -163,7 +165,7 @@ def test_the_stand_ins_of_a_chunk_keep_nothing_of_the_last(every_case, monkeypat
                 assert record._state.fields_cache == {}
 
     table = Marking(data=BackupRecord.objects.select_related("instance").newest_first())
-    list(exports.csv_lines(table))
+    list(csv_lines(table))
 
     assert len(seen) == 4
     assert all(text == "unset" for chunk in seen for text in chunk)
@@ -194,7 +196,7 @@ def test_the_export_command_writes_the_same_bytes_as_the_general_way(every_case,
     ],
 )
 def test_a_time_as_the_database_spells_it_is_written_as_iso_utc(text, expected):
-    assert exports.iso_utc_text(text) == expected
+    assert iso_utc_text(text) == expected
 
 
 def test_a_time_read_back_as_text_is_iso_utc_on_this_database(every_case):
@@ -205,10 +207,10 @@ def test_a_time_read_back_as_text_is_iso_utc_on_this_database(every_case):
     record = every_case[0]
     for moment in moments:
         BackupRecord.objects.filter(pk=record.pk).update(created_at=moment)
-        plan = exports.RowPlan(BackupRecord.objects.filter(pk=record.pk))
+        plan = RowPlan(BackupRecord.objects.filter(pk=record.pk))
         at = plan.at("created_at", text=True)
         [row] = next(iter(plan.chunks()))
-        assert exports.iso_utc_text(row[at]) == exports.iso_utc(moment)
+        assert iso_utc_text(row[at]) == iso_utc(moment)
 
 
 @pytest.mark.parametrize(
@@ -239,4 +241,4 @@ def test_rows_are_joined_exactly_as_the_csv_module_writes_them(cells):
 
     expected = io.StringIO()
     csv.writer(expected).writerows([cells, cells])
-    assert exports.csv_rows_text(iter([cells, cells]), write_row) == expected.getvalue()
+    assert csv_rows_text(iter([cells, cells]), write_row) == expected.getvalue()

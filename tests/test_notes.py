@@ -211,9 +211,7 @@ def note_queries(captured) -> list[str]:
 @pytest.fixture
 def nine_in_chunks_of_three(record, monkeypatch):
     """Nine backups, newest first in the export, in chunks of three; the first and the eighth noted."""
-    from backups import exports
-
-    monkeypatch.setattr(exports, "CHUNK_SIZE", 3)
+    monkeypatch.setattr("backups.exports.records.CHUNK_SIZE", 3)
     records = [make_record(record.instance, created_at=T0 - timedelta(hours=n)) for n in range(1, 9)]
     record.created_at = T0
     record.save(update_fields=["created_at"])
@@ -257,9 +255,7 @@ def test_it_asks_for_notes_only_in_the_chunks_of_noted_backups(admin_client, nin
 
 
 def test_it_asks_no_notes_for_an_export_without_noted_backups(admin_client, record, monkeypatch):
-    from backups import exports
-
-    monkeypatch.setattr(exports, "CHUNK_SIZE", 2)
+    monkeypatch.setattr("backups.exports.records.CHUNK_SIZE", 2)
     for _ in range(6):
         make_record(record.instance)
     note_create(author=None, instance=record.instance, text="on the instance only", incident="INC-3")

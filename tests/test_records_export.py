@@ -15,7 +15,6 @@ from django.db import connection
 from django.http import StreamingHttpResponse
 from django.test.utils import CaptureQueriesContext
 
-from backups import exports
 from tests.factories import T0, make_instance, make_record
 
 LIST_URL = "/backups/"
@@ -138,7 +137,7 @@ def test_it_exports_the_whole_filtered_sorted_view_not_one_page(admin_client, si
 
 
 def test_it_exports_more_rows_than_one_chunk(admin_client, sixty, monkeypatch):
-    monkeypatch.setattr(exports, "CHUNK_SIZE", 7)
+    monkeypatch.setattr("backups.exports.records.CHUNK_SIZE", 7)
 
     assert len(csv_rows(admin_client)) == 61
     assert len(json_items(admin_client)) == 60
@@ -351,7 +350,7 @@ def test_it_exports_an_instance_page_too(admin_client, db):
 
 @pytest.mark.parametrize("export_format", ["csv", "json"])
 def test_it_exports_any_number_of_rows_in_the_same_queries(admin_client, db, export_format, monkeypatch):
-    monkeypatch.setattr(exports, "CHUNK_SIZE", 4)  # one chunk, then eleven
+    monkeypatch.setattr("backups.exports.records.CHUNK_SIZE", 4)  # one chunk, then eleven
 
     def queries() -> int:
         with CaptureQueriesContext(connection) as captured:

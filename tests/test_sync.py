@@ -40,7 +40,7 @@ from backups.models import (
     SyncTrigger,
     WorkerHeartbeat,
 )
-from backups.sync import runs
+from backups.sync import items, planning, runs
 from backups.sync.health import broker_state
 from backups.tasks import SyncUnavailable, record_heartbeat, request_sync
 from tests.conftest import PROJECTS, TEST_AK, TEST_SK, make_config
@@ -265,12 +265,12 @@ def test_the_beat_tick_is_full_only_when_the_last_full_sync_is_old(
     settings, clocked_simulator, clocked_client
 ):
     settings.DCS_FULL_SYNC_INTERVAL = 3600
-    assert runs.resolve_fleet_kind(runs.AUTO) == SyncKind.FULL  # never synced
-    first = sync.sync_fleet(client=clocked_client, kind=runs.AUTO)
+    assert planning.resolve_fleet_kind(planning.AUTO) == SyncKind.FULL  # never synced
+    first = sync.sync_fleet(client=clocked_client, kind=planning.AUTO)
     assert first.kind == SyncKind.FULL
-    assert sync.sync_fleet(client=clocked_client, kind=runs.AUTO).kind == SyncKind.INCREMENTAL
+    assert sync.sync_fleet(client=clocked_client, kind=planning.AUTO).kind == SyncKind.INCREMENTAL
     SyncRun.objects.filter(pk=first.pk).update(started_at=timezone.now() - timedelta(hours=2))
-    assert runs.resolve_fleet_kind(runs.AUTO) == SyncKind.FULL
+    assert planning.resolve_fleet_kind(planning.AUTO) == SyncKind.FULL
 
 
 # --- Locks, fan-out, the reaper --------------------------------------------------
@@ -306,15 +306,15 @@ def _finish_with_fake_workers(
         in_flight = SyncRunItem.objects.filter(run=run, state__in=["dispatched", "running"]).count()
         most = max(most, in_flight)
         item_pk = queue.pop(rng.randrange(len(queue)))
-        runs.run_item(item_pk, client=client)
+        items.run_item(item_pk, client=client)
         runs.advance_run(run.pk, dispatch=queue.append)
     return most
 
 
 def test_the_fan_out_keeps_at_most_the_concurrency_in_flight(settings, clocked_simulator, clocked_client):
     settings.DCS_SYNC_CONCURRENCY = 3
-    run = runs.start_fleet_run(kind=SyncKind.FULL, trigger=SyncTrigger.BEAT, task_id="celery-task-1")
-    runs.plan_fleet(run, client=clocked_client)
+    run = planning.start_fleet_run(kind=SyncKind.FULL, trigger=SyncTrigger.BEAT, task_id="celery-task-1")
+    planning.plan_fleet(run, client=clocked_client)
     assert run.concurrency == 3
 
     most = _finish_with_fake_workers(run, clocked_client, seed=1)
@@ -330,10 +330,12 @@ def test_the_fan_out_keeps_at_most_the_concurrency_in_flight(settings, clocked_s
 
 
 def test_a_task_delivered_again_neither_syncs_nor_counts_twice(clocked_simulator, clocked_client):
-    run = runs.start_fleet_run(kind=SyncKind.FULL, trigger=SyncTrigger.BEAT, task_id="celery-task-2")
-    runs.plan_fleet(run, client=clocked_client)
+    run = planning.start_fleet_run(kind=SyncKind.FULL, trigger=SyncTrigger.BEAT, task_id="celery-task-2")
+    planning.plan_fleet(run, client=clocked_client)
     # The fleet task again: the same run, planned once, and no more than the window dispatched.
-    assert runs.start_fleet_run(kind=SyncKind.FULL, trigger=SyncTrigger.BEAT, task_id="celery-task-2") == run
+    assert (
+        planning.start_fleet_run(kind=SyncKind.FULL, trigger=SyncTrigger.BEAT, task_id="celery-task-2") == run
+    )
     queue: list[int] = []
     runs.dispatch_window(run, dispatch=queue.append)
     runs.dispatch_window(run, dispatch=queue.append)
@@ -344,7 +346,7 @@ def test_a_task_delivered_again_neither_syncs_nor_counts_twice(clocked_simulator
     clocked_simulator.reset_counts()
 
     for item_pk in SyncRunItem.objects.filter(run=run).values_list("pk", flat=True):
-        assert runs.run_item(item_pk, client=clocked_client) is None
+        assert items.run_item(item_pk, client=clocked_client) is None
 
     run.refresh_from_db()
     assert (run.records_new, run.api_calls, run.instances_synced) == counts
@@ -353,10 +355,10 @@ def test_a_task_delivered_again_neither_syncs_nor_counts_twice(clocked_simulator
 
 def test_the_reaper_finishes_a_run_whose_worker_died(settings, clocked_simulator, clocked_client):
     settings.DCS_SYNC_LEASE_TTL = 60
-    run = runs.start_fleet_run(kind=SyncKind.FULL, trigger=SyncTrigger.BEAT)
-    runs.plan_fleet(run, client=clocked_client)
+    run = planning.start_fleet_run(kind=SyncKind.FULL, trigger=SyncTrigger.BEAT)
+    planning.plan_fleet(run, client=clocked_client)
     first = runs.claim_next(run.pk)
-    runs.run_item(first, client=clocked_client)
+    items.run_item(first, client=clocked_client)
     runs.claim_next(run.pk)  # dispatched to a worker that then died
     assert runs.reap_stuck_runs() == [], "a run whose lease is alive is left alone"
 
@@ -380,7 +382,7 @@ def test_the_reaper_finishes_a_run_whose_worker_died(settings, clocked_simulator
 def test_a_fleet_sync_waits_for_a_busy_instance_and_then_reports_it(
     monkeypatch, clocked_simulator, clocked_client
 ):
-    monkeypatch.setattr(runs, "INSTANCE_LEASE_WAIT", 0.3)
+    monkeypatch.setattr(items, "INSTANCE_LEASE_WAIT", 0.3)
     sync.sync_fleet(client=clocked_client)
     busy = DcsInstance.objects.filter(backups__isnull=False).distinct().first()
     locks.acquire(runs.instance_lease_name(busy.pk), holder="run-424242")

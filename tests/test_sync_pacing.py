@@ -1,7 +1,7 @@
 """A fleet sync at the API's rate, and an unchanged fleet that costs no write.
 
 The in-process driver lists the next instances on other threads while it
-stores the last ones (runs._Pipeline); an incremental sync keeps each
+stores the last ones (pipeline._Pipeline); an incremental sync keeps each
 instance's check time on its run item instead of writing the instance.
 """
 
@@ -19,14 +19,14 @@ from django.db import connection
 from django.utils import timezone
 
 from backups import locks, sync
-from backups.choices import SyncOutcome
+from backups.choices import RestoreStatus, SyncOutcome
 from backups.dcs.client import DcsClient
 from backups.dcs.config import DcsConfig
 from backups.dcs.ratelimit import LocalRateLimiter
 from backups.dcs.retry import RetryPolicy
 from backups.models import DcsInstance, SyncKind, SyncLease, SyncRunItem
 from backups.selectors import stale_instances, with_sync_staleness
-from backups.sync import runs
+from backups.sync import items, runs
 from tests.conftest import PROJECTS, TEST_AK
 from tests.factories import make_instance, make_sync_run
 
@@ -169,7 +169,7 @@ def test_a_crash_while_storing_fails_the_run_and_leaves_no_lease(settings, monke
     def broken(*args, **kwargs):
         raise RuntimeError("the disk is full")
 
-    monkeypatch.setattr(runs, "store_backups", broken)
+    monkeypatch.setattr(items, "store_backups", broken)
 
     run = sync.sync_fleet(client=_client())
 
@@ -278,7 +278,7 @@ def test_restores_listed_by_an_incremental_sync_are_not_due_again_until_the_inte
     assert listed == DcsInstance.objects.count()
     # Only the instances with a restore still running are listed again.
     running = (
-        DcsInstance.objects.filter(restores__status__in=runs.RestoreStatus.active(), restores__gone_at=None)
+        DcsInstance.objects.filter(restores__status__in=RestoreStatus.active(), restores__gone_at=None)
         .distinct()
         .count()
     )

@@ -13,7 +13,11 @@ sync_backups``, tests); the Celery tasks in :mod:`backups.tasks` run the same
 per-instance code fanned out over workers (:mod:`backups.sync.runs`).
 
 - :mod:`backups.sync.listings`: what the API listed, written to the database;
-- :mod:`backups.sync.runs`: runs, their items, leases, fan-out and the reaper;
+- :mod:`backups.sync.restores`: the same for an instance's restores;
+- :mod:`backups.sync.planning`: starting runs and planning one item per instance;
+- :mod:`backups.sync.items`: one item: its instance's listings fetched and stored, counted once;
+- :mod:`backups.sync.runs`: runs as a whole: leases, fan-out, finishing, the reaper and pruning;
+- :mod:`backups.sync.pipeline`: the in-process driver of a whole run;
 - :mod:`backups.sync.health`: what the pages can say about workers and broker.
 """
 
@@ -22,16 +26,9 @@ from __future__ import annotations
 from backups.dcs.client import DcsClient
 from backups.models import DcsInstance, SyncKind, SyncRun, SyncTrigger
 from backups.sync.health import SyncHealth, health
-from backups.sync.runs import (
-    AUTO,
-    ProgressCallback,
-    plan_fleet,
-    reap_stuck_runs,
-    run_in_process,
-    start_active_run,
-    start_fleet_run,
-    start_instance_run,
-)
+from backups.sync.pipeline import ProgressCallback, run_in_process
+from backups.sync.planning import AUTO, plan_fleet, start_active_run, start_fleet_run, start_instance_run
+from backups.sync.runs import reap_stuck_runs
 
 
 def sync_fleet(
