@@ -6,7 +6,8 @@
   several small tables (heartbeats, runs) in one query, so a page's query
   count does not grow with the number of questions it asks.
 - ``bulk_insert``, ``bulk_update``, ``ValueList``: the sync's writes of
-  thousands of rows, from plain tuples, in one statement per batch.
+  thousands of rows, from plain tuples, in one statement per batch;
+  ``bulk_writer``: the page cache of the connection that makes them.
 """
 
 from __future__ import annotations
@@ -71,6 +72,37 @@ def select_scalars(**queries: QuerySet) -> dict[str, Any]:
 # statement and ``executemany``: its triggers are row triggers anyway, and
 # it runs in process. Table and column names in the SQL are the models' own,
 # quoted; every value is a parameter.
+
+# The page cache of a SQLite connection while it writes a sync's listings, in KiB.
+WRITER_CACHE_KIB = 64 * 1024
+
+
+@contextmanager
+def bulk_writer(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """A 64 MiB page cache on SQLite for this connection's bulk writes (the sync), put back after.
+
+    A listing's rows land all over the records' indexes; with SQLite's
+    default 2 MiB cache the next listing reads those pages again (ingest
+    on 2M records: about 6,000 records/s against 8,000+). Only the writer
+    gets it: a connection that streams an export would keep every page it
+    read, 64 MiB more of memory. Set on the driver's connection itself, so
+    it is not a query of the sync's. PostgreSQL has shared_buffers: nothing.
+    """
+    connection = connections[using]
+    if connection.vendor != "sqlite":
+        yield
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    before = raw.execute("PRAGMA cache_size").fetchone()[0]
+    raw.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        # Closed and opened again meanwhile: the new connection has the default.
+        if connection.connection is raw:
+            raw.execute(f"PRAGMA cache_size = {int(before)}")
+
 
 # Rows per PostgreSQL statement: large enough that a statement's fixed costs
 # (the summary triggers, planning) vanish, small enough for memory.
@@ -292,4 +324,4 @@ class ValueList(Expression):
         return "(SELECT value FROM json_each(%s))", [json.dumps(self.values)]
 
 
-__all__ = ["ValueList", "bulk_insert", "bulk_update", "select_scalars"]
+__all__ = ["ValueList", "bulk_insert", "bulk_update", "bulk_writer", "select_scalars"]

@@ -196,14 +196,14 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
         # timeout makes a writer wait for the other instead of failing, and
         # IMMEDIATE transactions take the write lock up front so two writers
         # queue rather than deadlock on a lock upgrade.
-        # A sync's listing touches pages all over the records' indexes: with
-        # a 64 MiB page cache (not 2 MiB) it reads them once, and with a
-        # checkpoint every 16,000 pages of WAL (not 1,000), each checkpoint
-        # and its fsync come every few listings rather than after each one.
-        # The WAL file is cut back to 64 MiB after a checkpoint. Ingest on
-        # 2M records: 5,700 -> 9,300 records/s (bench/RESULTS.md).
+        # A checkpoint every 16,000 pages of WAL (not 1,000): a sync's
+        # listing dirties pages all over the records' indexes, and each
+        # checkpoint and its fsync then come every few listings rather than
+        # after each. The WAL file is cut back to 64 MiB after a checkpoint.
+        # (The sync's own connection also gets a bigger page cache:
+        # backups.db.bulk_writer.)
         "init_command": (
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536; "
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
             "PRAGMA wal_autocheckpoint=16000; PRAGMA journal_size_limit=67108864;"
         ),
         "timeout": 30,

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from backups import locks
 from backups.choices import SyncOutcome
+from backups.db import bulk_writer
 from backups.dcs.client import DcsClient
 from backups.dcs.errors import DcsError
 from backups.models import SKIPPED, DcsInstance, SyncError, SyncKind, SyncRun, SyncRunItem
@@ -63,7 +64,7 @@ def run_item(item_pk: int, *, client: DcsClient) -> SyncRunItem | None:
         return item
     run_lease = locks.held(run_lease_name(item.run), holder=item.run.token)
     try:
-        with locks.keep_alive(lease, run_lease):
+        with locks.keep_alive(lease, run_lease), bulk_writer():
             store_item(item, fetch_item(item, client=client))
     finally:
         lease.release()

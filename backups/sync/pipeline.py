@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from backups import locks
 from backups.choices import SyncOutcome
+from backups.db import bulk_writer
 from backups.dcs.client import DcsClient
 from backups.models import SyncRun, SyncRunItem
 from backups.sync.items import Fetched, RunCounts, fetch_item, instance_lease, store_item
@@ -92,15 +93,16 @@ class _Pipeline:
         self._progress()
         pool = ThreadPoolExecutor(max_workers=self.width, thread_name_prefix=f"sync-run-{self.run_pk}")
         try:
-            queued = True
-            while queued or self.in_flight:
-                # Up to twice the threads' number of items are begun, so the
-                # threads always have the next one while this one writes, and
-                # the items are begun a window at a time, not one by one.
-                if queued and len(self.in_flight) <= self.width:
-                    queued = self._begin_next(pool, 2 * self.width - len(self.in_flight))
-                if self.in_flight:
-                    self._store_ready()
+            with bulk_writer():
+                queued = True
+                while queued or self.in_flight:
+                    # Up to twice the threads' number of items are begun, so the
+                    # threads always have the next one while this one writes, and
+                    # the items are begun a window at a time, not one by one.
+                    if queued and len(self.in_flight) <= self.width:
+                        queued = self._begin_next(pool, 2 * self.width - len(self.in_flight))
+                    if self.in_flight:
+                        self._store_ready()
         finally:
             # After a crash: the fetches under way end on their own (timeouts
             # and retries are bounded) and the run's leases go with the run.
