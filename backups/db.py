@@ -199,20 +199,11 @@ def _prepared_columns(found: list[models.Field], rows: Sequence[tuple], connecti
     return columns
 
 
-def _execute_arrays(
-    connection, sql: str, found: list[models.Field], rows: Sequence[tuple], *, fetch: bool = False
-) -> list[tuple]:
-    """Run ``sql`` on PostgreSQL with each column of the rows as one array parameter, a batch at a time.
-
-    With ``fetch``, the rows the statements return (RETURNING), else none.
-    """
-    returned: list[tuple] = []
+def _execute_arrays(connection, sql: str, found: list[models.Field], rows: Sequence[tuple]) -> None:
+    """Run ``sql`` on PostgreSQL with each column of the rows as one array parameter, a batch at a time."""
     with _binding_cursor(connection) as cursor:
         for start in range(0, len(rows), PG_BATCH):
             cursor.execute(sql, _prepared_columns(found, rows[start : start + PG_BATCH], connection))
-            if fetch:
-                returned.extend(cursor.fetchall())
-    return returned
 
 
 def _arrays(found: list[models.Field], connection) -> str:
@@ -226,9 +217,8 @@ def bulk_insert(
     rows: Sequence[tuple],
     unique_fields: Sequence[str] = (),
     update_fields: Sequence[str] = (),
-    returning: Sequence[str] = (),
     using: str = DEFAULT_DB_ALIAS,
-) -> list[tuple] | None:
+) -> None:
     """INSERT ``rows`` (tuples of Python values in ``fields`` order) into ``model``'s table.
 
     With ``unique_fields``, a row that conflicts on them UPDATEs its
@@ -237,14 +227,9 @@ def bulk_insert(
     (``db_default``), so every other NOT NULL one must be named. No model
     instance is made and no signal is sent. Rows are inserted in order, so
     new ids follow the order of ``rows``.
-
-    ``returning``: on PostgreSQL, the written rows' values of these fields
-    (``RETURNING``), in no set order, so name a key among them; saves
-    reading new ids back. SQLite's ``executemany`` returns no rows: there,
-    and without ``returning``, the result is None.
     """
     if not rows:
-        return [] if returning else None
+        return
     connection = connections[using]
     found, columns = _columns(model, fields, connection)
     table = connection.ops.quote_name(model._meta.db_table)
@@ -257,16 +242,12 @@ def bulk_insert(
     if connection.vendor == "postgresql":
         arrays = _arrays(found, connection)
         sql = f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}){conflict}"  # noqa: S608
-        if not returning:
-            _execute_arrays(connection, sql, found, rows)
-            return None
-        _, back = _columns(model, returning, connection)
-        return _execute_arrays(connection, f"{sql} RETURNING {', '.join(back)}", found, rows, fetch=True)
+        _execute_arrays(connection, sql, found, rows)
+        return
     placeholders = ", ".join(["%s"] * len(columns))
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}){conflict}"  # noqa: S608
     with connection.cursor() as cursor:
         cursor.executemany(sql, list(zip(*_prepared_columns(found, rows, connection), strict=True)))
-    return None
 
 
 def bulk_update(

@@ -141,7 +141,7 @@ class Row:
     record: BackupRecord | RestoreRecord
     status: str
     progress: object
-    observed_at: datetime | None  # the change the status comes from; None: no history by then
+    observed_at: datetime  # when a sync saw the record in this state
     gone: bool  # gone by as_of
     notes: list = field(default_factory=list)
 
@@ -204,13 +204,15 @@ def _rows(kind: str, records: list, as_of: datetime) -> list[Row]:
     result = []
     for record in records:
         if record.as_of_observed is not None:
-            status, progress = record.as_of_status, record.as_of_progress
+            status, progress, observed = record.as_of_status, record.as_of_progress, record.as_of_observed
         else:
-            # Stored by as_of but no change row by then (history older than
-            # the change log): what we hold now is the best we know.
-            status, progress = record.status, record.progress
+            # Stored by as_of but no change row by then: it had not changed
+            # by then, as its first change logs the state before it too, at
+            # first_seen. So it had what we hold now, seen at first_seen,
+            # which is what the link shows after a later change as well.
+            status, progress, observed = record.status, record.progress, record.first_seen
         gone = record.gone_at is not None and record.gone_at <= as_of
-        result.append(Row(kind, record, status, progress, record.as_of_observed, gone))
+        result.append(Row(kind, record, status, progress, observed, gone))
     return result
 
 

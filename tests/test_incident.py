@@ -266,3 +266,46 @@ def test_a_viewer_may_open_it(client, django_user_model, fleet):
 
     assert client.get(url(fleet, as_of="2025-03-01T12:30:00Z")).status_code == 200
     assert client.post(url(fleet, as_of="2025-03-01T12:30:00Z")).status_code == 405
+
+
+def test_a_frozen_link_shows_the_same_after_the_sync_sees_a_change(admin_client):
+    """A backup seen running and not changed by as_of has no change row then; its later change must not
+    change what the link shows (its first change logs the state it was first seen in, at first_seen)."""
+    from backups.dcs.records import parse_backup_record
+    from backups.sync.listings import store_backups
+
+    instance = make_instance(instance_id="inst-9")
+    raw = {
+        "backup_id": "bk-sync",
+        "status": "backuping",
+        "progress": "40.00",
+        "created_at": "2025-03-01T12:00:00.000Z",
+    }
+
+    def sync(now, **changed):
+        record = parse_backup_record({**raw, **changed}, instance_id="inst-9")
+        store_backups(
+            instance=instance, records={record.backup_id: record}, now=now, windowed=False, complete=True
+        )
+
+    def as_of_row() -> dict:
+        body = json.loads(
+            admin_client.get(url(instance, as_of="2025-03-01T12:30:00Z", format="json")).content
+        )
+        (row,) = body["backups"]
+        return row
+
+    sync(T0 + 10 * MIN)
+    before = as_of_row()
+    sync(T0 + 45 * MIN, status="succeed", progress="100.00")
+    after = as_of_row()
+
+    assert (before["status_as_of"], before["progress_as_of"], before["observed_at"]) == (
+        "backuping",
+        40,
+        "2025-03-01T12:10:00Z",
+    )
+    assert after["status_now"] == "succeed"
+    assert {k: v for k, v in after.items() if k != "status_now"} == {
+        k: v for k, v in before.items() if k != "status_now"
+    }

@@ -32,7 +32,7 @@ RECORD_COLUMNS = (
 )
 
 
-# --- The ORM path, as it was: the reference the fast path must equal -------------------
+# --- The ORM path, as it was (with today's change log): the reference the fast path must equal ---
 
 
 def orm_store_backups(*, instance, records, now, windowed, complete) -> StoredCounts:
@@ -66,14 +66,23 @@ def orm_store_backups(*, instance, records, now, windowed, complete) -> StoredCo
         before = existing.get(row.backup_id)
         if before is None:
             counts.new += 1
-        else:
-            counts.updated += 1
-        if before is None or (before.status, before.progress) != (row.status, row.progress):
+            continue
+        counts.updated += 1
+        if (before.status, before.progress) == (row.status, row.progress):
+            continue
+        # Its first change logs the state it was first seen in, too.
+        if not BackupStatusChange.objects.filter(record_id=row.pk).exists():
             changes.append(
                 BackupStatusChange(
-                    record_id=row.pk, observed_at=now, status=row.status, progress=row.progress
+                    record_id=row.pk,
+                    observed_at=before.first_seen,
+                    status=before.status,
+                    progress=before.progress,
                 )
             )
+        changes.append(
+            BackupStatusChange(record_id=row.pk, observed_at=now, status=row.status, progress=row.progress)
+        )
     BackupStatusChange.objects.bulk_create(changes)
     if not windowed:
         BackupRecord.objects.filter(pk__in=unchanged).update(last_seen=now)
@@ -199,8 +208,9 @@ def test_it_stores_every_listing_as_the_orm_path_did(seed):
             name for name in ("gone_at", "anomaly") if any(row[RECORD_COLUMNS.index(name)] for row in rows)
         )
         reached.update(name for name in ("new", "updated", "gone") if getattr(counts, name))
+        reached.update({"changes"} if snapshot(fast)[1] else set())
     # The scenario does reach what it is about.
-    assert reached == {"gone_at", "anomaly", "new", "updated", "gone"}
+    assert reached == {"gone_at", "anomaly", "new", "updated", "gone", "changes"}
 
 
 def test_its_anomalies_equal_a_recompute_of_the_whole_instance():
@@ -239,13 +249,32 @@ def test_a_new_listing_is_a_few_statements_whatever_its_size(django_assert_num_q
     records = parsed(history(5, 300))
 
     # The stored rows; the anomaly span and the sizes and durations before
-    # it; the upsert; the new ids (on SQLite: PostgreSQL's upsert returns
-    # them); the status changes.
-    with django_assert_num_queries(6 if connection.vendor == "postgresql" else 7):
+    # it; the upsert. New records log no status change.
+    with django_assert_num_queries(5):
         counts = store_backups(instance=instance, records=records, now=T0, windowed=False, complete=True)
 
     assert counts == StoredCounts(new=300)
-    assert BackupStatusChange.objects.filter(record__instance=instance).count() == 300
+    assert not BackupStatusChange.objects.filter(record__instance=instance).exists()
+
+
+def test_a_status_change_logs_the_state_before_it_the_first_time():
+    instance = make_instance()
+    states = [("backuping", "10.00"), ("backuping", "60.00"), ("succeed", "100.00")]
+    raw = api_record(random.Random(1), 1, T0, status="backuping", progress="10.00")
+    store_backups(instance=instance, records=parsed([raw]), now=T0, windowed=False, complete=True)
+    record = instance.backups.get()
+    assert not record.status_changes.exists(), "first seen: its state is on the row itself"
+
+    for step, (status, progress) in enumerate(states[1:], start=1):
+        raw = {**raw, "status": status, "progress": progress}
+        now = T0 + step * HOUR
+        store_backups(instance=instance, records=parsed([raw]), now=now, windowed=False, complete=True)
+
+    history = list(record.status_changes.values_list("observed_at", "status", "progress"))
+    expected = [
+        (T0 + step * HOUR, status, Decimal(progress)) for step, (status, progress) in enumerate(states)
+    ]
+    assert history == expected, "the first change brings the state first seen, at first_seen"
 
 
 def test_an_unchanged_incremental_listing_writes_nothing(django_assert_num_queries):
@@ -346,29 +375,6 @@ def test_bulk_insert_updates_on_a_conflict_only_what_it_is_told():
         T0 + HOUR,
     )
     assert BackupRecord.objects.count() == 1
-
-
-def test_bulk_insert_returns_the_written_rows_on_postgresql_only():
-    instance = make_instance()
-    existing = BackupRecord.objects.create(instance=instance, backup_id="old", **VALUES)
-    rows = [(instance.pk, ident, *VALUES.values()) for ident in ("old", "new-1", "new-2")]
-
-    returned = bulk_insert(
-        BackupRecord,
-        fields=("instance", "backup_id", *VALUES),
-        rows=rows,
-        unique_fields=("instance", "backup_id"),
-        update_fields=("last_seen",),
-        returning=("backup_id", "id"),
-    )
-
-    stored = dict(BackupRecord.objects.values_list("backup_id", "pk"))
-    assert len(stored) == 3 and stored["old"] == existing.pk
-    if connection.vendor == "postgresql":
-        assert dict(returned) == stored, "inserted and updated rows alike"
-    else:
-        assert returned is None, "executemany returns no rows: the caller reads the ids"
-    assert bulk_insert(BackupRecord, fields=("instance",), rows=[], returning=("id",)) == []
 
 
 def test_bulk_update_writes_each_row_its_own_values():

@@ -92,7 +92,7 @@ def test_it_stores_real_types(simulator, dcs_client):
     assert record.created_at.utcoffset().total_seconds() == 0
     assert record.raw == listed
     assert record.first_seen == record.last_seen
-    assert record.status_changes.count() == 1
+    assert not record.status_changes.exists(), "seen in one state: the row itself says which"
     instance = record.instance
     assert instance.backups_synced_at == instance.backups_checked_at is not None
 
@@ -566,7 +566,7 @@ def test_duplicates_across_pages_make_one_row():
     run = sync.sync_fleet(client=_api_client())
     assert run.records_new == 2
     assert BackupRecord.objects.count() == 2
-    assert BackupStatusChange.objects.count() == 2
+    assert not BackupStatusChange.objects.exists()
 
 
 def _begin_times(instance_id: str) -> list[str | None]:

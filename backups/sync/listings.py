@@ -214,18 +214,19 @@ class _Existing:
     progress: object
     raw: dict
     gone: bool
+    first_seen: datetime
 
 
 def existing_rows(rows: QuerySet, key: str, keys: list[str] | None = None) -> dict[str, _Existing]:
     """Stored rows of an instance by their API id (``key``): those with these ids, or all (None)."""
     if keys is not None and not keys:
         return {}
-    columns = (key, "pk", "status", "progress", "raw", "gone_at")
+    columns = (key, "pk", "status", "progress", "raw", "gone_at", "first_seen")
     if keys is not None:
         rows = rows.filter(**{f"{key}__in": ValueList(keys, rows.model._meta.get_field(key))})
     existing = {}
-    for ident, pk, status, progress, raw, gone_at in rows.order_by().values_list(*columns):
-        existing[ident] = _Existing(pk, status, progress, raw, gone_at is not None)
+    for ident, pk, status, progress, raw, gone_at, first_seen in rows.order_by().values_list(*columns):
+        existing[ident] = _Existing(pk, status, progress, raw, gone_at is not None, first_seen)
     return existing
 
 
@@ -256,7 +257,8 @@ def upsert_observed(
     (``key``), ``existing`` the stored rows (:func:`existing_rows`), and
     ``fields`` the model fields the items carry. Only new and changed rows
     are written, and a change of status or progress is kept as a
-    ``change_model`` row (``change_key``: its foreign key to the row).
+    ``change_model`` row (``change_key``: its foreign key to the row): see
+    :func:`_status_changes`.
     ``touch`` also moves ``last_seen`` of the unchanged rows; ``mark_gone``
     marks the stored rows the listing no longer has as gone. ``assess``
     gives the rows written the values of ``assessed_fields`` too, in the
@@ -288,32 +290,22 @@ def upsert_observed(
         (instance_pk, ident, *values_of(data), now, now, None, *extra)
         for (ident, data, _before), extra in zip(written, extras, strict=True)
     ]
-    new_keys = [ident for ident, _data, before in written if before is None]
-    counts.new = len(new_keys)
+    counts.new = sum(before is None for _ident, _data, before in written)
     counts.updated = len(written) - counts.new
     # One statement (per 5,000 rows on PostgreSQL), so the summary triggers
-    # run once for the listing. The new rows' ids come back from it on
-    # PostgreSQL, and from one more query on SQLite; the changed ones have theirs.
-    returned = bulk_insert(
-        model,
-        fields=columns,
-        rows=upserts,
-        unique_fields=("instance", key),
-        update_fields=updated,
-        returning=(key, "id") if new_keys else (),
-    )
-    ids = {}
-    if new_keys:
-        if returned is None:
-            key_field = model._meta.get_field(key)
-            returned = rows.filter(**{f"{key}__in": ValueList(new_keys, key_field)}).values_list(key, "pk")
-        ids = dict(returned)
-    changes = [
-        (ids[ident] if before is None else before.pk, now, data.status, data.progress)
-        for ident, data, before in written
-        if before is None or (before.status, before.progress) != (data.status, data.progress)
+    # run once for the listing.
+    bulk_insert(model, fields=columns, rows=upserts, unique_fields=("instance", key), update_fields=updated)
+    moved = [
+        (before, data)
+        for _ident, data, before in written
+        if before is not None and (before.status, before.progress) != (data.status, data.progress)
     ]
-    bulk_insert(change_model, fields=(change_key, "observed_at", "status", "progress"), rows=changes)
+    if moved:
+        bulk_insert(
+            change_model,
+            fields=(change_key, "observed_at", "status", "progress"),
+            rows=_status_changes(change_model, change_key, moved, now),
+        )
 
     pk_field = model._meta.pk
     if touch and unchanged:
@@ -323,6 +315,35 @@ def upsert_observed(
         if vanished:
             counts.gone = model.objects.filter(pk__in=ValueList(vanished, pk_field)).update(gone_at=now)
     return counts
+
+
+def _status_changes(change_model, change_key: str, moved: list[tuple[_Existing, Any]], now: datetime) -> list:
+    """The change rows of stored rows whose status or progress moved: (id, observed_at, status, progress).
+
+    A row's first change also writes the state it had until then, as first
+    seen: a new row gets no change row, as its state is on the row itself
+    (``first_seen``, ``status``, ``progress``) for as long as nothing
+    changes. Most backups are listed once finished and never change, so
+    the log holds real changes only, not a copy of every record; and a row
+    with no change is known to have had its status since it was first seen
+    (what the incident view, as of any time, relies on). One query finds
+    which moved rows have a change logged already.
+    """
+    pks = [before.pk for before, _data in moved]
+    logged = set(
+        change_model.objects.filter(
+            **{f"{change_key}__in": ValueList(pks, change_model._meta.get_field(change_key).target_field)}
+        )
+        .order_by()
+        .values_list(change_key, flat=True)
+        .distinct()
+    )
+    rows = []
+    for before, data in moved:
+        if before.pk not in logged:
+            rows.append((before.pk, before.first_seen, before.status, before.progress))
+        rows.append((before.pk, now, data.status, data.progress))
+    return rows
 
 
 def _assess_backups(instance: DcsInstance, written: list[tuple[int | None, BackupRecordData]]) -> list[tuple]:
