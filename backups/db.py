@@ -82,11 +82,12 @@ def bulk_writer(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
     """A 64 MiB page cache on SQLite for this connection's bulk writes (the sync), put back after.
 
     A listing's rows land all over the records' indexes; with SQLite's
-    default 2 MiB cache the next listing reads those pages again (ingest
-    on 2M records: about 6,000 records/s against 8,000+). Only the writer
-    gets it: a connection that streams an export would keep every page it
-    read, 64 MiB more of memory. Set on the driver's connection itself, so
-    it is not a query of the sync's. PostgreSQL has shared_buffers: nothing.
+    default 2 MiB cache the next listing reads those pages again (ingest of
+    long histories beside 2M records: 9,100 records/s, 10,200 with it).
+    Only the writer gets it: a connection that streams an export would keep
+    every page it read, 64 MiB more of memory. Set on the driver's
+    connection itself, so it is not a query of the sync's. PostgreSQL has
+    shared_buffers: nothing to do.
     """
     connection = connections[using]
     if connection.vendor != "sqlite":
