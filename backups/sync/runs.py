@@ -5,8 +5,8 @@ per instance. The same per-instance code (:func:`backups.sync.items.run_item`)
 serves two drivers:
 
 - **in-process** (``manage.py sync_backups``, tests, one-instance syncs): the
-  items run one after the other in this process, no broker needed
-  (:mod:`backups.sync.pipeline`);
+  items' listings are fetched on a few threads while this process's one
+  writer stores them, no broker needed (:mod:`backups.sync.pipeline`);
 - **Celery** (beat, "Sync now"): the fleet task plans the run and dispatches the
   first ``concurrency`` items as tasks; each item task that ends claims the
   next queued item and dispatches it (a sliding window, so at most
