@@ -40,7 +40,8 @@ def run_in_process(
     """Plan (if needed) and run every item here; returns the finished run.
 
     Up to ``run.concurrency`` items are listed at once on other threads
-    (:class:`_Pipeline`) while this thread stores them one at a time.
+    (:class:`_Pipeline`) while this thread stores them, those ready
+    together in one transaction.
     """
     if run.outcome != SyncOutcome.RUNNING:
         return run
