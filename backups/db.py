@@ -73,38 +73,6 @@ def select_scalars(**queries: QuerySet) -> dict[str, Any]:
 # it runs in process. Table and column names in the SQL are the models' own,
 # quoted; every value is a parameter.
 
-# The page cache of a SQLite connection while it writes a sync's listings, in KiB.
-WRITER_CACHE_KIB = 64 * 1024
-
-
-@contextmanager
-def bulk_writer(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
-    """A 64 MiB page cache on SQLite for this connection's bulk writes (the sync), put back after.
-
-    A listing's rows land all over the records' indexes; with SQLite's
-    default 2 MiB cache the next listing reads those pages again (ingest of
-    long histories beside 2M records: 9,100 records/s, 10,200 with it).
-    Only the writer gets it: a connection that streams an export would keep
-    every page it read, 64 MiB more of memory. Set on the driver's
-    connection itself, so it is not a query of the sync's. PostgreSQL has
-    shared_buffers: nothing to do.
-    """
-    connection = connections[using]
-    if connection.vendor != "sqlite":
-        yield
-        return
-    connection.ensure_connection()
-    raw = connection.connection
-    before = raw.execute("PRAGMA cache_size").fetchone()[0]
-    raw.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
-    try:
-        yield
-    finally:
-        # Closed and opened again meanwhile: the new connection has the default.
-        if connection.connection is raw:
-            raw.execute(f"PRAGMA cache_size = {int(before)}")
-
-
 # Rows per PostgreSQL statement: large enough that a statement's fixed costs
 # (the summary triggers, planning) vanish, small enough for memory.
 PG_BATCH = 5000
@@ -284,6 +252,38 @@ def bulk_update(
     prepared = _prepared_columns(found, rows, connection)
     with connection.cursor() as cursor:
         cursor.executemany(sql, list(zip(*prepared[1:], prepared[0], strict=True)))
+
+
+# The page cache of a SQLite connection while it writes a sync's listings, in KiB.
+WRITER_CACHE_KIB = 64 * 1024
+
+
+@contextmanager
+def bulk_writer(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """A 64 MiB page cache on SQLite for this connection's bulk writes (the sync), put back after.
+
+    A listing's rows land all over the records' indexes; with SQLite's
+    default 2 MiB cache the next listing reads those pages again (ingest of
+    long histories beside 2M records: 9,100 records/s, 10,200 with it).
+    Only the writer gets it: a connection that streams an export would keep
+    every page it read, 64 MiB more of memory. Set on the driver's
+    connection itself, so it is not a query of the sync's. PostgreSQL has
+    shared_buffers: nothing to do.
+    """
+    connection = connections[using]
+    if connection.vendor != "sqlite":
+        yield
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    before = raw.execute("PRAGMA cache_size").fetchone()[0]
+    raw.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        # Closed and opened again meanwhile: the new connection has the default.
+        if connection.connection is raw:
+            raw.execute(f"PRAGMA cache_size = {int(before)}")
 
 
 class ValueList(Expression):

@@ -21,6 +21,8 @@ from django_tables2.columns.linkcolumn import BaseLinkColumn
 from django_tables2.rows import BoundRow
 from django_tables2.utils import signature
 
+from backups.tables.rendering import NO_DISPLAY, DisplayPlan
+
 # Distinct values whose export text one column keeps, at most.
 MEMO_LIMIT = 10_000
 _MISSING = object()
@@ -88,42 +90,29 @@ def cell_value(table: Table, bound) -> Callable[[Any], Any]:
     empty_values = column.empty_values
     read = resolver(accessor)
     name = bits[0]
-    displays: dict[type, str | None] = {}
-    labels: dict = {}  # (get_FOO_display, stored value) -> label
+    plans: dict[type, DisplayPlan | None] = {}
     memo_by = _memo_key(column, function)
     memo: dict = {}
 
-    def display_of(record) -> str | None:
+    def plan_of(record) -> DisplayPlan | None:
         # get_FOO_display() stands in for a field with choices (django-tables2 #30).
         model = type(record)
-        if model not in displays:
-            found = None
+        if model not in plans:
             try:
                 field = model._meta.get_field(name)
             except FieldDoesNotExist:
                 field = None
-            if getattr(field, "choices", ()) and hasattr(model, f"get_{name}_display"):
-                found = f"get_{name}_display"
-            displays[model] = found
-        return displays[model]
+            plans[model] = DisplayPlan.of(field, f"get_{name}_display", limit=MEMO_LIMIT)
+        return plans[model]
 
     def value_of(record, raw=_MISSING):
         if not isinstance(record, models.Model):
             return slow(record)
         if raw is _MISSING:
             raw = read(record)
-        display = display_of(record)
-        if display:
-            # A pure function of the stored value in the export's one
-            # language, and a translation costs more than the rest of a cell.
-            stored = record.__dict__.get(name, _MISSING)
-            key = (display, stored) if isinstance(stored, str | int | None) else None
-            value = labels.get(key, _MISSING) if key else _MISSING
-            if value is _MISSING:
-                value = getattr(record, display)()
-                if key and len(labels) < MEMO_LIMIT:
-                    labels[key] = value
-        else:
+        plan = plan_of(record)
+        value = plan.display(record) if plan is not None else NO_DISPLAY
+        if value is NO_DISPLAY:
             # resolve() fails quietly here too, as BoundRow swallows the error:
             # the stored value is the cell's value.
             value = raw

@@ -82,7 +82,7 @@ class CellRenderer:
         self.path = A(path) if path else None
         self.display_method = f"get_{self.remainder}_display"
         # Per model class of the records: how the value is read (see _plan).
-        self._plans: dict[type, _DisplayPlan | None] = {}
+        self._plans: dict[type, DisplayPlan | None] = {}
         self.per_cell = bool(
             bound_column.link
             or isinstance(column, (BaseLinkColumn, ManyToManyColumn))
@@ -98,7 +98,7 @@ class CellRenderer:
             plan = self._plans[kind] if kind in self._plans else self._plan(record)
             if plan is not None:
                 display = plan.display(owner)
-                if display is not _NO_DISPLAY:
+                if display is not NO_DISPLAY:
                     return display
         if not self.remainder:
             return None
@@ -108,14 +108,14 @@ class CellRenderer:
             # As django-tables2 does: a failed lookup is an empty cell.
             return None
 
-    def _plan(self, record) -> _DisplayPlan | None:
+    def _plan(self, record) -> DisplayPlan | None:
         """Whether the accessor ends at a field with choices, whose label
         (``get_FOO_display()``) is the value django-tables2 renders."""
         try:
             field = self.accessor.get_field(record)
         except FieldDoesNotExist:
             field = None
-        plan = _DisplayPlan(self.display_method, field) if getattr(field, "choices", ()) else None
+        plan = DisplayPlan.of(field, self.display_method)
         self._plans[type(record)] = plan
         return plan
 
@@ -142,38 +142,48 @@ class CellRenderer:
 
 
 # A record without the get_FOO_display() method: its value is read as it is.
-_NO_DISPLAY = object()
+NO_DISPLAY = object()
 
 
-class _DisplayPlan:
-    """``get_FOO_display()`` of one field, called once per value a page shows.
+class DisplayPlan:
+    """``get_FOO_display()`` of one field, called once per value a page (or an export) shows.
 
     The method Django generates for a field with choices looks the value up
     in the choices, making every label hashable first: per cell, that is most
-    of a badge's cost. Its result depends on the value alone (in the active
-    language, which a page does not change), so it is kept per value. A
-    model that writes its own ``get_FOO_display()`` gets it called per cell.
+    of a badge's cost, and a translation costs more than the rest of an
+    export's cell. Its result depends on the value alone (in the active
+    language, which a page or an export does not change), so it is kept per
+    value, up to ``limit`` values. A model that writes its own
+    ``get_FOO_display()`` gets it called per cell.
     """
 
-    def __init__(self, method: str, field):
+    def __init__(self, method: str, field, *, limit: int | None = None):
         self.method = method
         self.attname = field.attname
         self.labels: dict = {}
+        self.limit = limit
+
+    @classmethod
+    def of(cls, field, method: str, *, limit: int | None = None) -> DisplayPlan | None:
+        """The plan of ``field`` when it has choices (its label is the value shown), else None."""
+        return cls(method, field, limit=limit) if getattr(field, "choices", ()) else None
 
     def display(self, owner):
-        method = getattr(owner, self.method, None)
-        if not method:
-            return _NO_DISPLAY
+        """``owner.get_FOO_display()``, or NO_DISPLAY when it has no such method."""
         if not _is_generated_display(type(owner), self.method):
-            return method()
+            method = getattr(owner, self.method, None)
+            return method() if method else NO_DISPLAY
         value = getattr(owner, self.attname)
         try:
             return self.labels[value]
         except KeyError:
-            label = self.labels[value] = method()
+            # (The method is bound only here: a partial made per call.)
+            label = getattr(owner, self.method)()
+            if self.limit is None or len(self.labels) < self.limit:
+                self.labels[value] = label
             return label
         except TypeError:  # an unhashable value
-            return method()
+            return getattr(owner, self.method)()
 
 
 @functools.cache
