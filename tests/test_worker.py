@@ -15,13 +15,14 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from celery import Celery
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from backups import tasks
 from backups.choices import SyncOutcome
@@ -172,8 +173,11 @@ def test_a_real_worker_fans_out_the_fleet_sync_and_refuses_an_overlapping_tick(f
 def test_a_worker_killed_mid_sync_leaves_a_run_that_the_next_sync_finishes(frozen, start_worker):
     simulator, server = frozen
     env = {"DCS_SYNC_LEASE_TTL": "2", "DCS_SYNC_CONCURRENCY": "2"}
-    # Slow answers, so the kill lands while an instance is being listed.
-    simulator.faults.configure(slow_rate=1.0, slow_seconds=0.3)
+    # Slow answers (an item lists for at least 2 s), and the kill sent while
+    # an item begun under 0.5 s ago is running: it lands mid-listing, never
+    # in the moment between one item's commit and the next one's start,
+    # which would leave the survivor a run it can finish cleanly.
+    simulator.faults.configure(slow_rate=1.0, slow_seconds=1.0)
     first_worker, first_log = start_worker(server, name="doomed", **env)
     tasks.sync_fleet.delay(kind=SyncKind.FULL)
 
@@ -182,7 +186,11 @@ def test_a_worker_killed_mid_sync_leaves_a_run_that_the_next_sync_finishes(froze
         if run is None:
             return None
         items = SyncRunItem.objects.filter(run=run)
-        busy = items.filter(state="running").exists() and items.filter(state="done").exists()
+        just_begun = timezone.now() - timedelta(seconds=0.5)
+        busy = (
+            items.filter(state="running", started_at__gte=just_begun).exists()
+            and items.filter(state="done").exists()
+        )
         return run if busy else None
 
     killed = _wait_for(mid_sync, timeout=60, what="a sync in progress", logs=[first_log])
