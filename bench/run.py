@@ -74,6 +74,8 @@ class Sizes:
     deep_hops: int = env_int("BENCH_DEEP_HOPS", 40)
     deep_page: int = env_int("BENCH_DEEP_PAGE", 2000)
     ingest_records: int = env_int("BENCH_INGEST_RECORDS", 200_000)
+    # Processes that ingest at once, as the Celery worker pool: one per core.
+    ingest_workers: int = env_int("BENCH_INGEST_WORKERS", os.cpu_count() or 2)
     naive_records: int = env_int("BENCH_NAIVE_RECORDS", 5000)
     sync_instances: int = env_int("BENCH_SYNC_INSTANCES", 2000)
     rate_limit: int = env_int("DCS_RATE_LIMIT", 50)
@@ -417,22 +419,19 @@ INGEST_SHAPES = {
 }
 
 
-def bench_ingest(sizes: Sizes, shape: str) -> dict:
-    """Our bulk upsert (store_backups) of parsed records into fresh instances, one listing per transaction."""
-    from django.db import connection, transaction
+def _ingest_listings(sizes: Sizes, shape: str, project_id: str, records: int) -> tuple[list, datetime]:
+    """Fresh instances of ``project_id`` and their listings of 1,000 parsed records, ``records`` in all."""
+    from django.db import connection
     from django.utils import timezone
 
-    from backups.db import bulk_writer
     from backups.dcs.records import parse_backup_record, parse_instance
     from backups.management.commands.seed_bench import RECORD_FIELDS, _Clock, generate_records
     from backups.models import DcsInstance
     from backups.simulator.fleet import build_fleet, instance_payload
-    from backups.sync.listings import store_backups
 
-    project_id = f"bench-ingest-{sizes.seed}"
     forget_projects([project_id])
     per_instance = 1000
-    count = max(1, math.ceil(sizes.ingest_records / per_instance))
+    count = max(1, math.ceil(records / per_instance))
     fleet = [sim for sim in build_fleet({project_id: "bench"}, count * 2, sizes.seed + 7) if sim.backupable][
         :count
     ]
@@ -454,8 +453,7 @@ def bench_ingest(sizes: Sizes, shape: str) -> dict:
     raw_at = RECORD_FIELDS.index("raw")
     clock = _Clock(sqlite=connection.vendor == "sqlite")
     listings = []
-    remaining = sizes.ingest_records
-    parse_started = time.perf_counter()
+    remaining = records
     for sim, instance in zip(fleet, instances, strict=True):
         take = min(per_instance, remaining)
         remaining -= take
@@ -469,14 +467,21 @@ def bench_ingest(sizes: Sizes, shape: str) -> dict:
             clock=clock,
             history_days=INGEST_SHAPES[shape][1],
         )
-        records = {}
+        parsed = {}
         for row in rows:
             data = parse_backup_record(json.loads(row[raw_at]))
-            records.setdefault(data.backup_id, data)
-        listings.append((instance, records))
-    parsed = time.perf_counter() - parse_started
-    total = sum(len(records) for _, records in listings)
-    started = time.perf_counter()
+            parsed.setdefault(data.backup_id, data)
+        listings.append((instance, parsed))
+    return listings, now
+
+
+def _store_listings(listings: list, now: datetime) -> int:
+    """Store each listing as a sync's writer does (store_backups, one transaction each); new records."""
+    from django.db import transaction
+
+    from backups.db import bulk_writer
+    from backups.sync.listings import store_backups
+
     new = 0
     with bulk_writer():  # as the sync's drivers write
         for instance, records in listings:
@@ -484,9 +489,76 @@ def bench_ingest(sizes: Sizes, shape: str) -> dict:
                 new += store_backups(
                     instance=instance, records=records, now=now, windowed=False, complete=True
                 ).new
+    return new
+
+
+def bench_ingest(sizes: Sizes, shape: str) -> dict:
+    """Our bulk upsert (store_backups) of parsed records into fresh instances, one listing per transaction."""
+    project_id = f"bench-ingest-{sizes.seed}"
+    listings, now = _ingest_listings(sizes, shape, project_id, sizes.ingest_records)
+    total = sum(len(records) for _, records in listings)
+    started = time.perf_counter()
+    new = _store_listings(listings, now)
     stored = time.perf_counter() - started
     forget_projects([project_id])
-    return {"records": total, "new": new, "seconds": stored, "per_second": total / stored, "parse_s": parsed}
+    return {"records": total, "new": new, "seconds": stored, "per_second": total / stored}
+
+
+def _ingest_worker(url: str, sizes: Sizes, shape: str, project_id: str, records: int, barrier, queue) -> None:
+    """One process of :func:`bench_ingest_workers`: its listings made, then stored once all are ready."""
+    try:
+        setup_django(url)
+        listings, now = _ingest_listings(sizes, shape, project_id, records)
+        barrier.wait()
+        started = time.monotonic()
+        new = _store_listings(listings, now)
+        queue.put((started, time.monotonic(), sum(len(r) for _, r in listings), new, ""))
+    except Exception as exc:  # the parent reports it; a stuck barrier would hang the run
+        barrier.abort()
+        queue.put((0.0, 0.0, 0, 0, f"{type(exc).__name__}: {exc}"))
+
+
+def bench_ingest_workers(sizes: Sizes, shape: str, workers: int) -> dict:
+    """The same ingest shared by ``workers`` processes at once, each with its own connection.
+
+    What the Celery worker pool does (``--concurrency``): each process
+    stores the items it is given, in its own transactions. Records/s is all
+    the records over the time from the first process's start to the last
+    one's end.
+    """
+    import multiprocessing
+
+    from django.db import connections
+
+    url = os.environ["DATABASE_URL"]
+    context = multiprocessing.get_context("spawn")
+    barrier, queue = context.Barrier(workers), context.Queue()
+    projects = [f"bench-ingest-{sizes.seed}-w{n}" for n in range(workers)]
+    share = max(1000, sizes.ingest_records // workers)
+    connections.close_all()
+    processes = [
+        context.Process(target=_ingest_worker, args=(url, sizes, shape, project, share, barrier, queue))
+        for project in projects
+    ]
+    for process in processes:
+        process.start()
+    reports = [queue.get(timeout=3600) for _ in processes]
+    for process in processes:
+        process.join()
+    forget_projects(projects)
+    errors = [error for *_, error in reports if error]
+    if errors:
+        raise RuntimeError(f"an ingest worker failed: {errors[0]}")
+    seconds = max(end for _, end, *_ in reports) - min(start for start, *_ in reports)
+    total = sum(count for _, _, count, _, _ in reports)
+    new = sum(new for _, _, _, new, _ in reports)
+    return {
+        "records": total,
+        "new": new,
+        "seconds": seconds,
+        "per_second": total / seconds,
+        "workers": workers,
+    }
 
 
 def bench_naive(sizes: Sizes, simulator: Simulator) -> dict:
@@ -765,6 +837,13 @@ def report(info: dict, sizes: Sizes, results: dict, seed_seconds: float | None) 
                 f"| {ingest['records']:,} | {ingest['seconds']:.1f} | {ingest['per_second']:,.0f} "
                 f"| {verdict} |"
             )
+        for shape, ingest in results.get("ingest_workers", {}).items():
+            verdict = "pass" if ingest["per_second"] >= INGEST_PER_SECOND else "miss"
+            lines.append(
+                f"| ours, {ingest['workers']} processes at once (the Celery worker pool), "
+                f"{INGEST_SHAPES[shape][0]} | {ingest['records']:,} | {ingest['seconds']:.1f} "
+                f"| {ingest['per_second']:,.0f} | {verdict} |"
+            )
         slowest = min(ingest["per_second"] for ingest in results["ingest"].values())
         lines += [
             f"| naive: simulator over HTTP at limit=10 ({naive['calls']:,} calls), "
@@ -920,6 +999,11 @@ def main() -> None:
                 if "ingest" in parts:
                     print("Ingesting...")
                     results["ingest"] = {shape: bench_ingest(sizes, shape) for shape in INGEST_SHAPES}
+                    if sizes.ingest_workers > 1:
+                        results["ingest_workers"] = {
+                            shape: bench_ingest_workers(sizes, shape, sizes.ingest_workers)
+                            for shape in INGEST_SHAPES
+                        }
                     results["naive"] = bench_naive(sizes, simulator)
                     results.setdefault("measured", {})["ingest"] = (
                         f"{info['date']}, `{info['commit']}`, load {info['load']}"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -79,3 +82,50 @@ def test_only_the_bulk_writer_gets_a_big_page_cache(django_assert_num_queries):
         assert pragmas("cache_size")["cache_size"] == -WRITER_CACHE_KIB == -65536
 
     assert pragmas("cache_size")["cache_size"] == default
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's WAL")
+@pytest.mark.django_db(transaction=True)
+def test_the_bulk_writer_checkpoints_on_a_thread_of_its_own(monkeypatch):
+    import backups.db
+
+    started = []
+
+    class Recorded(backups.db._Checkpointer):
+        def start(self):
+            started.append(self)
+            super().start()
+
+    monkeypatch.setattr(backups.db, "_Checkpointer", Recorded)
+    monkeypatch.setattr(backups.db, "CHECKPOINT_EVERY", 0.01)
+    before = pragmas("wal_autocheckpoint", "cache_size")
+    with bulk_writer():
+        instance = make_instance(name="alpha")
+        for hour in range(20):
+            make_record(instance, created_at=T0 + timedelta(hours=hour))
+        (checkpointer,) = started
+        deadline = time.monotonic() + 10
+        while not checkpointer.copied and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # Another connection copied the committed pages back; the writer's
+        # own checkpoints stay on, as only it can start the WAL afresh.
+        assert checkpointer.copied > 0
+        assert checkpointer.native_id != threading.get_native_id()
+        assert pragmas("wal_autocheckpoint")["wal_autocheckpoint"] == 16000
+    assert not checkpointer.is_alive()
+    assert checkpointer.error is None
+    assert pragmas("wal_autocheckpoint", "cache_size") == before
+
+
+def test_only_a_database_file_in_wal_mode_gets_a_checkpointer(tmp_path):
+    from backups.db import _database_file
+
+    memory = sqlite3.connect(":memory:")
+    assert _database_file(memory) is None
+    path = tmp_path / "rollback.sqlite3"
+    rollback = sqlite3.connect(path)
+    assert _database_file(rollback) is None  # a rollback journal: no WAL to checkpoint
+    rollback.execute("PRAGMA journal_mode=WAL")
+    assert _database_file(rollback) == str(path)
+    for conn in (memory, rollback):
+        conn.close()

@@ -346,9 +346,11 @@ def _status_changes(change_model, change_key: str, moved: list[tuple[_Existing, 
     return rows
 
 
-def _assess_backups(instance: DcsInstance, written: list[tuple[int | None, BackupRecordData]]) -> list[tuple]:
+def _assess_backups(
+    instance: DcsInstance, written: list[tuple[int | None, BackupRecordData]], *, nothing_stored: bool
+) -> list[tuple]:
     pending = [Pending(pk, data.status, data.created_at, data.updated_at, data.size) for pk, data in written]
-    return assess_pending(instance=instance, pending=pending)
+    return assess_pending(instance=instance, pending=pending, nothing_stored=nothing_stored)
 
 
 def store_backups(
@@ -368,6 +370,7 @@ def store_backups(
     backups written get their anomaly ratios in the same write
     (backups.anomalies.assess_pending); an unchanged listing evaluates nothing.
     """
+    existing = existing_rows(instance.backups, "backup_id", list(records) if windowed else None)
     return upsert_observed(
         rows=instance.backups,
         change_model=BackupStatusChange,
@@ -375,11 +378,13 @@ def store_backups(
         key="backup_id",
         fields=BackupRecordData.MODEL_FIELDS,
         records=records,
-        existing=existing_rows(instance.backups, "backup_id", list(records) if windowed else None),
+        existing=existing,
         now=now,
         touch=not windowed,
         mark_gone=not windowed and complete,
-        assess=partial(_assess_backups, instance),
+        # A listing of everything that found no row: the instance's first
+        # sync, with no stored history to read for the medians.
+        assess=partial(_assess_backups, instance, nothing_stored=not windowed and not existing),
         assessed_fields=ANOMALY_FIELDS,
     )
 
