@@ -433,14 +433,31 @@ def running_backups(*, limit: int = 100, scope: FleetScope = FLEET) -> list[Back
     return list(
         scope.instances(running, "instance__")
         .select_related("instance")
+        # What the overview shows of each, not the raw JSON of every record
+        # and instance: a hundred of each to decode cost more than the query.
+        .only(*RUNNING_FIELDS)
         .order_by(F("created_at").asc(nulls_last=True), "id")[:limit]
     )
+
+
+RUNNING_FIELDS = (
+    "instance",
+    "backup_id",
+    "backup_name",
+    "status",
+    "progress",
+    "created_at",
+    "instance__instance_id",
+    "instance__name",
+)
 
 
 @dataclass(frozen=True)
 class FleetRisk:
     at_risk: list[DcsInstance]  # worst first: never backed up, then the most over its RPO
-    single_node: list[DcsInstance]  # not backed up by design, never at risk
+    # Not backed up by design, never at risk; by name. The first
+    # ``single_limit`` of fleet_risk() only; how many in all is ``single_node_total``.
+    single_node: list[DcsInstance]
     threshold: timedelta  # the default RPO; an instance's own is its effective_rpo
     # Listed instances whose backups no sync has listed lately, longest first
     # (see with_sync_staleness); an instance may be here and at risk too.
@@ -448,6 +465,7 @@ class FleetRisk:
     # ``sync_stale_total``.
     sync_stale: list[DcsInstance] = field(default_factory=list)
     sync_stale_total: int = 0
+    single_node_total: int = 0
 
 
 def with_sync_staleness(queryset: QuerySet[DcsInstance], *, now: datetime) -> QuerySet[DcsInstance]:
@@ -520,20 +538,33 @@ FLEET_RISK_FIELDS = (
 )
 
 
-def fleet_risk(*, now: datetime, scope: FleetScope = FLEET, stale_limit: int = 10) -> FleetRisk:
-    """Listed instances at risk, single-node, and the first ``stale_limit``
-    stale in sync with how many are, in one query."""
+def fleet_risk(
+    *, now: datetime, scope: FleetScope = FLEET, stale_limit: int = 10, single_limit: int | None = None
+) -> FleetRisk:
+    """Listed instances at risk, the first ``single_limit`` single-node ones (all
+    with None) and the first ``stale_limit`` stale in sync, with how many of
+    each there are, in one query."""
     stale_first = (F("last_synced_at").asc(nulls_first=True), F("pk").asc())
+    single = Q(single_node=True)
+    if single_limit is not None:
+        single &= Q(single_rank__lte=single_limit)
     rows = (
         with_sync_staleness(with_risk(scope.instances(DcsInstance.objects.present()), now=now), now=now)
-        # When the workers are down the whole fleet goes stale: the overview
-        # names the first few, so the database ranks them and counts the
-        # rest rather than sending every instance's row.
+        # When the workers are down the whole fleet goes stale, and a
+        # Memcached fleet is mostly single-node: the overview names the first
+        # few of each, so the database ranks them and counts the rest rather
+        # than sending every instance's row.
         .annotate(
             stale_rank=Window(RowNumber(), partition_by=[F("sync_stale")], order_by=stale_first),
             stale_total=Window(Count("pk"), partition_by=[F("sync_stale")]),
+            single_rank=Window(
+                RowNumber(),
+                partition_by=[F("single_node")],
+                order_by=(F("name").asc(), F("instance_id").asc()),
+            ),
+            single_total=Window(Count("pk"), partition_by=[F("single_node")]),
         )
-        .filter(Q(single_node=True) | Q(at_risk=True) | Q(sync_stale=True, stale_rank__lte=stale_limit))
+        .filter(single | Q(at_risk=True) | Q(sync_stale=True, stale_rank__lte=stale_limit))
         # Hundreds may still be listed (single-node, at risk): only the
         # columns the overview shows and sorts by, not the JSON nor a dozen
         # times, which halves the cost of each row.
@@ -541,10 +572,12 @@ def fleet_risk(*, now: datetime, scope: FleetScope = FLEET, stale_limit: int = 1
     )
     rows = by_overdue(rows)
     at_risk, single, stale = [], [], []
-    stale_total = 0
+    stale_total = single_total = 0
     for row in rows:
         if row.single_node:
-            single.append(row)
+            single_total = row.single_total
+            if single_limit is None or row.single_rank <= single_limit:
+                single.append(row)
         elif row.at_risk:
             at_risk.append(row)
         if row.sync_stale:
@@ -558,6 +591,7 @@ def fleet_risk(*, now: datetime, scope: FleetScope = FLEET, stale_limit: int = 1
         threshold=at_risk_threshold(),
         sync_stale=_by_last_sync(stale),
         sync_stale_total=stale_total,
+        single_node_total=single_total,
     )
 
 

@@ -72,6 +72,37 @@ def test_it_names_the_instance_urls():
     assert reverse("backups:instance-detail", args=["abc"]) == "/instances/abc/"
 
 
+@pytest.mark.parametrize(
+    ("instance_id", "url"),
+    [
+        ("dcs-a1_B2", "/instances/dcs-a1_B2/"),  # plain: put into the URL reversed once
+        ("with space", "/instances/with%20space/"),  # quoted by reverse()
+        ("a/b", ""),  # no URL can carry it
+        ("", ""),
+    ],
+)
+def test_an_instance_url_is_what_reverse_gives(instance_id, url):
+    from backups.models import DcsInstance
+    from backups.tables.instances import instance_url
+
+    assert instance_url(DcsInstance(instance_id=instance_id)) == url
+
+
+def test_an_instance_url_follows_the_script_prefix():
+    from django.urls import get_script_prefix, set_script_prefix
+
+    from backups.models import DcsInstance
+    from backups.tables.instances import instance_url
+
+    before = get_script_prefix()
+    set_script_prefix("/dashboard/")
+    try:
+        assert instance_url(DcsInstance(instance_id="abc")) == "/dashboard/instances/abc/"
+    finally:
+        set_script_prefix(before)
+    assert instance_url(DcsInstance(instance_id="abc")) == "/instances/abc/"
+
+
 # --- The list --------------------------------------------------------------------------
 
 

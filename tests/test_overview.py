@@ -207,6 +207,17 @@ def test_it_lists_single_node_instances_apart(admin_client):
 
 
 @pytest.mark.django_db
+def test_it_caps_the_single_node_list_and_counts_the_rest(admin_client):
+    for n in range(27):
+        make_instance(name=f"tiny-{n:02d}", spec_code="dcs.memcached.single_node")
+
+    html = section(admin_client.get(URL).text, "risk-title")
+
+    assert "tiny-24" in html and "tiny-25" not in html
+    assert "2 more" in html
+
+
+@pytest.mark.django_db
 def test_it_leaves_gone_instances_out(admin_client):
     make_instance(name="gone-one", gone_at=timezone.now())
 

@@ -198,6 +198,23 @@ def test_it_lists_single_node_instances_apart_and_never_at_risk():
 
 
 @pytest.mark.django_db
+def test_it_sends_only_the_first_single_node_instances_asked_for_and_counts_them_all():
+    names = ["delta", "alpha", "echo", "charlie", "bravo"]
+    for name in names:
+        make_instance(name=name, spec_code="redis.single.xu1.tiny.128")
+    at_risk = make_instance(name="aardvark")
+
+    risk = fleet_risk(now=NOW, single_limit=2)
+
+    assert [i.name for i in risk.single_node] == ["alpha", "bravo"]
+    assert risk.single_node_total == 5
+    assert risk.at_risk == [at_risk], "the at-risk list is not cut"
+    everything = fleet_risk(now=NOW)
+    assert [i.name for i in everything.single_node] == sorted(names)
+    assert everything.single_node_total == 5
+
+
+@pytest.mark.django_db
 def test_it_leaves_gone_instances_out_of_the_risk():
     gone = make_instance(gone_at=NOW - DAY)
     make_instance(spec_code="redis.single.x", gone_at=NOW - DAY)

@@ -154,7 +154,7 @@ class OverviewView(TemplateView):
             context.update(now=now, window=window, **self.live_context(now))
             return context
         # One query gives the at-risk list and the stale instances of the live part.
-        risk = fleet_risk(now=now, scope=scope, stale_limit=STALE_LIMIT)
+        risk = fleet_risk(now=now, scope=scope, stale_limit=STALE_LIMIT, single_limit=LIST_LIMIT)
         stale = StaleInstances(shown=risk.sync_stale, total=risk.sync_stale_total)
         context.update(
             now=now,
@@ -283,7 +283,7 @@ class OverviewView(TemplateView):
             ],
             "at_risk_more": max(len(risk.at_risk) - LIST_LIMIT, 0),
             "single_node": [item(instance) for instance in risk.single_node[:LIST_LIMIT]],
-            "single_node_more": max(len(risk.single_node) - LIST_LIMIT, 0),
+            "single_node_more": max(risk.single_node_total - LIST_LIMIT, 0),
             "at_risk_url": f"{fleet_url}?{urlencode({'at_risk': 'yes', **self.scope.params()})}",
         }
 

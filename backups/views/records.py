@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from django.http import Http404
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -22,6 +22,7 @@ from backups.selectors import record_total
 from backups.tables import BackupRecordTable
 from backups.tables.anomalies import anomaly_badges
 from backups.tables.columns import duration_text
+from backups.tables.instances import instance_url
 from backups.timewindow import PRESETS
 from backups.views.mixins import TablePageMixin
 from backups.views.notes import notes_context, record_notes
@@ -68,14 +69,6 @@ class BackupRecordListView(TablePageMixin, SingleTableView):
         if end <= start:
             return ""
         return incident_link(instance_ids=ids, start=start, end=end, incident=data.get("incident") or "")
-
-
-def instance_url(instance) -> str:
-    """The instance's page, or "" for an id our URL pattern cannot carry."""
-    try:
-        return reverse("backups:instance-detail", args=[instance.instance_id])
-    except NoReverseMatch:
-        return ""
 
 
 def badge(choices: type[ColoredChoices], value: str):
