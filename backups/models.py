@@ -295,6 +295,27 @@ class BackupHourlyCount(models.Model):
         return f"{self.hour:%Y-%m-%d %H}:00Z {self.status} {self.records}"
 
 
+class SummaryBatch(models.Model):
+    """A bulk insert of records open on SQLite, summarised once when it ends (``summaries.batched``).
+
+    While a row is here, SQLite's per-row insert trigger stands aside, and
+    the batch adds the records with ids above ``after_id`` to the summaries
+    in two grouped statements when it ends. A row lives only inside the
+    transaction that writes the batch: SQLite has one writer at a time and
+    readers see committed data, so no other connection ever finds one.
+    PostgreSQL summarises per statement already and never uses the table.
+    """
+
+    after_id = models.BigIntegerField(_("records after id"))
+
+    class Meta:
+        verbose_name = _("summary batch")
+        verbose_name_plural = _("summary batches")
+
+    def __str__(self) -> str:
+        return f"records after {self.after_id}"
+
+
 # --- Sync runs ------------------------------------------------------------------
 
 # A run refused because another sync of the same scope holds the lease. Added

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Max
+from django.db.transaction import TransactionManagementError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backups import summaries
-from backups.models import BackupHourlyCount, BackupRecord, DcsInstance
+from backups.models import BackupHourlyCount, BackupRecord, DcsInstance, SummaryBatch
 from tests.factories import T0, make_instance, make_record
 
 pytestmark = pytest.mark.django_db
@@ -157,13 +159,22 @@ operations = st.lists(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(operations)
-def test_it_stays_exact_through_any_sequence_of_writes(ops):
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=operations, batch=st.booleans(), before=st.integers(min_value=0, max_value=4))
+def test_it_stays_exact_through_any_sequence_of_writes(ops, batch, before):
+    """``batch``: all but the first ``before`` writes inside one batch (SQLite's statement-level summary)."""
     BackupRecord.objects.all().delete()
     BackupHourlyCount.objects.all().delete()
     DcsInstance.objects.all().delete()
     instances = [make_instance(region=f"region-{n % 2}") for n in range(3)]
+    apply_writes(instances, ops[:before])
+    with summaries.batched(summaries.BATCH_MIN_ROWS) if batch else contextlib.nullcontext():
+        apply_writes(instances, ops[before:])
+    assert not SummaryBatch.objects.exists()
+    assert_summaries_exact(*instances)
+
+
+def apply_writes(instances: list[DcsInstance], ops) -> None:
     for op, which, status, minutes in ops:
         instance = instances[which]
         at = T0 + timedelta(minutes=minutes)
@@ -179,7 +190,92 @@ def test_it_stays_exact_through_any_sequence_of_writes(ops):
             record.delete()
         else:
             instance.backups.update(status=status)
+
+
+def bulk_records(instance: DcsInstance, count: int, *, status: str = "succeed", prefix: str = "batch"):
+    BackupRecord.objects.bulk_create(
+        BackupRecord(
+            instance=instance,
+            backup_id=f"{prefix}-{n}",
+            status=status,
+            created_at=T0 + timedelta(minutes=7 * n),
+            first_seen=T0,
+            last_seen=T0,
+        )
+        for n in range(count)
+    )
+
+
+def test_a_batch_summarises_its_records_once_at_its_end():
+    instance = make_instance()
+    make_record(instance, created_at=T0 - timedelta(days=1), status="failed")
+    rows = summaries.BATCH_MIN_ROWS
+    with summaries.batched(rows):
+        bulk_records(instance, rows)
+        if connection.vendor == "sqlite":
+            # The row trigger stood aside: nothing of the batch is counted yet.
+            assert sum(stored_counts().values()) == 1
+            assert SummaryBatch.objects.count() == 1
+    assert not SummaryBatch.objects.exists()
+    assert_summaries_exact(instance)
+    instance.refresh_from_db()
+    assert instance.last_backup_at == T0 + timedelta(minutes=7 * (rows - 1))
+
+
+def test_a_batch_of_few_rows_is_summarised_row_by_row():
+    instance = make_instance()
+    with summaries.batched(summaries.BATCH_MIN_ROWS - 1):
+        bulk_records(instance, 3)
+        assert sum(stored_counts().values()) == 3
+    assert not SummaryBatch.objects.exists()
+    assert_summaries_exact(instance)
+
+
+def test_a_batch_inside_a_batch_is_the_outer_one():
+    instances = [make_instance(), make_instance()]
+    with summaries.batched(100):
+        bulk_records(instances[0], 20)
+        with summaries.batched(100):
+            bulk_records(instances[1], 20, status="failed")
+        assert SummaryBatch.objects.count() == (1 if connection.vendor == "sqlite" else 0)
     assert_summaries_exact(*instances)
+
+
+def test_a_batch_that_fails_leaves_no_batch_and_no_records_behind():
+    instance = make_instance()
+    make_record(instance, created_at=T0, status="succeed")
+    with pytest.raises(RuntimeError), transaction.atomic(), summaries.batched(100):
+        bulk_records(instance, 20)
+        raise RuntimeError("the listing failed half-way")
+    assert not SummaryBatch.objects.exists()
+    assert instance.backups.count() == 1
+    assert_summaries_exact(instance)
+    # The next write is summarised by its row trigger again.
+    make_record(instance, created_at=T0 + timedelta(hours=1), status="failed")
+    assert_summaries_exact(instance)
+
+
+def test_a_failed_batch_inside_a_transaction_cannot_be_written_on():
+    # Without a savepoint of its own, the error dooms the whole transaction:
+    # nothing can commit the batch's row or write on under it.
+    instance = make_instance()
+    with transaction.atomic():
+        with pytest.raises(RuntimeError), summaries.batched(100):
+            bulk_records(instance, 20)
+            raise RuntimeError("the listing failed half-way")
+        if connection.vendor == "sqlite":
+            with pytest.raises(TransactionManagementError):
+                make_record(instance)
+        transaction.set_rollback(True)
+    assert not SummaryBatch.objects.exists()
+    assert_summaries_exact(instance)
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="the batches are SQLite's")
+def test_without_the_batches_table_the_insert_trigger_has_no_guard():
+    statements = summaries._sqlite_statements(batches=False)
+    assert not any(summaries.BATCHES in statement for statement in statements)
+    assert all(summaries.BATCHES in statement for statement in summaries._sqlite_statements())
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="statement triggers are PostgreSQL's")

@@ -10,6 +10,7 @@ a time window may mark anything gone, and gone is decided by set difference
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -34,6 +35,7 @@ from backups.dcs.records import (
 )
 from backups.models import BackupRecord, BackupStatusChange, DcsInstance
 from backups.rpo import recompute_rpo
+from backups.summaries import batched
 
 # Rows per INSERT/UPDATE: under SQLite's bound-variable limit for our widest row.
 BATCH_SIZE = 500
@@ -249,6 +251,7 @@ def upsert_observed(
     mark_gone: bool,
     assess: Assess | None = None,
     assessed_fields: tuple[str, ...] = (),
+    batch: Callable[[int], AbstractContextManager] | None = None,
 ) -> StoredCounts:
     """Upsert what a listing says of an instance's backups or restores; call it inside a transaction.
 
@@ -262,7 +265,9 @@ def upsert_observed(
     ``touch`` also moves ``last_seen`` of the unchanged rows; ``mark_gone``
     marks the stored rows the listing no longer has as gone. ``assess``
     gives the rows written the values of ``assessed_fields`` too, in the
-    same statement (the anomaly ratios of backups). Returns the counts.
+    same statement (the anomaly ratios of backups). ``batch(rows)``, a
+    context manager, is around the upsert of that many rows
+    (``summaries.batched`` for backups). Returns the counts.
 
     Rows go to the database as plain tuples (backups.db.bulk_insert): no
     model instance is made.
@@ -294,7 +299,10 @@ def upsert_observed(
     counts.updated = len(written) - counts.new
     # One statement (per 5,000 rows on PostgreSQL), so the summary triggers
     # run once for the listing.
-    bulk_insert(model, fields=columns, rows=upserts, unique_fields=("instance", key), update_fields=updated)
+    with batch(len(upserts)) if batch else nullcontext():
+        bulk_insert(
+            model, fields=columns, rows=upserts, unique_fields=("instance", key), update_fields=updated
+        )
     moved = [
         (before, data)
         for _ident, data, before in written
@@ -386,6 +394,7 @@ def store_backups(
         # sync, with no stored history to read for the medians.
         assess=partial(_assess_backups, instance, nothing_stored=not windowed and not existing),
         assessed_fields=ANOMALY_FIELDS,
+        batch=batched,
     )
 
 
