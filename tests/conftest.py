@@ -6,6 +6,7 @@ against the real simulator over real HTTP.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -34,6 +35,38 @@ class FakeClock:
     def advance(self, **delta) -> datetime:
         self.now += timedelta(**delta)
         return self.now
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, dropped only once no other session uses it (PostgreSQL).
+
+    A Celery worker a test killed closes its connection as it dies, but its
+    server process may still be on its way out when the last test ends;
+    DROP DATABASE refuses a database in use, and the next run would find it
+    there. A session that stays longer than this is a leak and fails the
+    drop as before, named in pytest's warning.
+    """
+    yield
+    with django_db_blocker.unblock():
+        _wait_for_other_sessions(seconds=15)
+
+
+def _wait_for_other_sessions(*, seconds: float) -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    deadline = time.monotonic() + seconds
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            if not cursor.fetchone()[0]:
+                return
+            time.sleep(0.1)
 
 
 @pytest.fixture(autouse=True)
