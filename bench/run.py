@@ -765,6 +765,7 @@ def machine() -> dict:
         else:
             cursor.execute("SELECT sqlite_version()")
             database = f"SQLite {cursor.fetchone()[0]}"
+        settings = database_settings(cursor, connection.vendor)
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
@@ -785,8 +786,25 @@ def machine() -> dict:
         "python": platform.python_version(),
         "django": django.get_version(),
         "database": database,
+        "settings": settings,
         "vendor": connection.vendor,
     }
+
+
+# The server's settings that most move the numbers. PostgreSQL's are the
+# server's own, not ours to set: a first sync of long histories writes all
+# over indexes far larger than Debian's default shared_buffers (128 MB).
+PG_SETTINGS = ("shared_buffers", "synchronous_commit", "max_wal_size")
+SQLITE_PRAGMAS = ("journal_mode", "synchronous", "cache_size", "wal_autocheckpoint")
+
+
+def database_settings(cursor, vendor: str) -> str:
+    """``name value`` of each setting that matters here, as the bench's connection has them."""
+    found = []
+    for name in PG_SETTINGS if vendor == "postgresql" else SQLITE_PRAGMAS:
+        cursor.execute(f"SHOW {name}" if vendor == "postgresql" else f"PRAGMA {name}")
+        found.append(f"{name} {cursor.fetchone()[0]}")
+    return ", ".join(found)
 
 
 def python_loop_seconds() -> float:
@@ -821,7 +839,8 @@ def report(info: dict, sizes: Sizes, results: dict, seed_seconds: float | None) 
             f"; a loop of 10M Python additions takes {info['python_loop']:.2f} s here."
             if "python_loop" in info
             else "."
-        ),
+        )
+        + (f" Database settings: {info['settings']}." if info.get("settings") else ""),
         "",
         f"{sizes.records:,} backup records over {sizes.instances:,} instances"
         + (f", seeded in {seed_seconds:.0f} s" if seed_seconds else "")
