@@ -553,16 +553,19 @@ def fleet_risk(
         # When the workers are down the whole fleet goes stale, and a
         # Memcached fleet is mostly single-node: the overview names the first
         # few of each, so the database ranks them and counts the rest rather
-        # than sending every instance's row.
+        # than sending every instance's row. The totals count over the whole
+        # fleet with a filter: a window partitioned by an expression sorts the
+        # rows by it, evaluated once more (the staleness is two subqueries),
+        # which took SQLite 25-30 ms for this query, 21 without.
         .annotate(
             stale_rank=Window(RowNumber(), partition_by=[F("sync_stale")], order_by=stale_first),
-            stale_total=Window(Count("pk"), partition_by=[F("sync_stale")]),
+            stale_total=Window(Count("pk", filter=Q(sync_stale=True))),
             single_rank=Window(
                 RowNumber(),
                 partition_by=[F("single_node")],
                 order_by=(F("name").asc(), F("instance_id").asc()),
             ),
-            single_total=Window(Count("pk"), partition_by=[F("single_node")]),
+            single_total=Window(Count("pk", filter=Q(single_node=True))),
         )
         .filter(single | Q(at_risk=True) | Q(sync_stale=True, stale_rank__lte=stale_limit))
         # Hundreds may still be listed (single-node, at risk): only the
