@@ -856,6 +856,14 @@ def report(info: dict, sizes: Sizes, results: dict, seed_seconds: float | None) 
             "Parts measured in different runs: " + "; ".join(f"{k} {v}" for k, v in measured.items()),
             "",
         ]
+    loops = results.get("loops", {})
+    if loops:
+        lines += [
+            "Python's speed just before each part (the loop of 10M additions; the machine is shared and "
+            "its speed moves, so compare a part with its own): "
+            + ", ".join(f"{part} {seconds:.2f} s" for part, seconds in loops.items()),
+            "",
+        ]
     if "pages" in results:
         lines += ["| page | p50 ms | p95 ms | queries | result | note |", "|---|---:|---:|---:|---|---|"]
         for t in results["pages"]:
@@ -1038,26 +1046,36 @@ def main() -> None:
     # a later run of some parts (--reuse --only ...), keeps the others' numbers.
     saved = saved_results(info["vendor"], sizes) if args.reuse else {}
     results: dict = {**saved}
+    loop = {"seconds": info["python_loop"]}
+
+    def begin(part: str) -> None:
+        # The machine is shared and its speed moves by the minute (the same
+        # loop took 0.22 s and 0.7 s within an hour): each part says how fast
+        # Python ran just before it.
+        if part != "pages":
+            loop["seconds"] = python_loop_seconds()
+        print(f"{part.capitalize()}...")
+
+    def stamp(part: str) -> None:
+        results.setdefault("measured", {})[part] = f"{info['date']}, `{info['commit']}`, load {info['load']}"
+        results.setdefault("loops", {})[part] = loop["seconds"]
+
     try:
         if "pages" in parts:
             print("Timing pages...")
             results["pages"], results["admin"] = bench_pages(sizes)
-            results.setdefault("measured", {})["pages"] = (
-                f"{info['date']}, `{info['commit']}`, load {info['load']}"
-            )
+            stamp("pages")
             keep_results(info["vendor"], sizes, results)
         if "export" in parts:
-            print("Exporting...")
+            begin("exporting")
             results["export"] = bench_export()
-            results.setdefault("measured", {})["export"] = (
-                f"{info['date']}, `{info['commit']}`, load {info['load']}"
-            )
+            stamp("export")
             keep_results(info["vendor"], sizes, results)
         if "ingest" in parts or "sync" in parts:
             simulator = start_simulator(sizes.sync_instances, sizes.seed)
             try:
                 if "ingest" in parts:
-                    print("Ingesting...")
+                    begin("ingesting")
                     results["ingest"] = {shape: bench_ingest(sizes, shape) for shape in INGEST_SHAPES}
                     if sizes.ingest_workers > 1:
                         results["ingest_workers"] = {
@@ -1065,16 +1083,12 @@ def main() -> None:
                             for shape in INGEST_SHAPES
                         }
                     results["naive"] = bench_naive(sizes, simulator)
-                    results.setdefault("measured", {})["ingest"] = (
-                        f"{info['date']}, `{info['commit']}`, load {info['load']}"
-                    )
+                    stamp("ingest")
                     keep_results(info["vendor"], sizes, results)
                 if "sync" in parts:
-                    print("Syncing...")
+                    begin("syncing")
                     results["sync"] = bench_sync(sizes, simulator)
-                    results.setdefault("measured", {})["sync"] = (
-                        f"{info['date']}, `{info['commit']}`, load {info['load']}"
-                    )
+                    stamp("sync")
                     keep_results(info["vendor"], sizes, results)
             finally:
                 simulator.stop()

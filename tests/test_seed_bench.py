@@ -219,6 +219,7 @@ def test_the_bench_runs_end_to_end_at_a_tiny_size(tmp_path):
     assert "over 15 months each" in text and "of the last 7 days each" in text, "both ingest shapes"
     assert "processes at once (the Celery worker pool)" in text
     assert re.search(r"a loop of 10M Python additions takes \d+\.\d\d s here", text)
+    assert re.search(r"just before each part .*: pages \d+\.\d\d s, export \d+\.\d\d s, ingest", text)
     assert re.search(r"Database settings: journal_mode wal, synchronous 1, cache_size -?\d+", text)
 
 
