@@ -428,6 +428,54 @@ def bulk_writer(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
             raw.execute(f"PRAGMA cache_size = {int(cache)}")
 
 
+class CompiledOnce(Expression):
+    """An expression a query compiles once, however often the query names it.
+
+    Django writes an annotation out in full wherever it is named again: in
+    another annotation, a filter, a window's PARTITION BY or ORDER BY. The
+    text is the same each time, but compiling it is Python work in
+    proportion to the whole tree: the overview's fleet query, which names
+    the staleness (two subqueries) and the risk a few times each, took
+    ~15 ms to compile, as long as running it (5 ms with this). The SQL and parameters are
+    kept for the compiler that made them, which gives the same ones again,
+    and shared with the copies a query makes as it resolves a lookup on the
+    expression (a filter resolves its own copy). A relabelled clone (the
+    query used inside another, its aliases changed) starts afresh; and no
+    other compiler, hence no other query, ever gets them.
+    """
+
+    def __init__(self, expression):
+        super().__init__()
+        self.expression = expression
+        self._kept: dict = {}
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.expression!r})"
+
+    def get_source_expressions(self) -> list:
+        return [self.expression]
+
+    def set_source_expressions(self, expressions) -> None:
+        (self.expression,) = expressions
+
+    def relabeled_clone(self, change_map):
+        clone = super().relabeled_clone(change_map)
+        clone._kept = {}
+        return clone
+
+    def as_sql(self, compiler, connection):
+        kept = self._kept.get("compiled")
+        if kept is not None and kept[0] is compiler:
+            return kept[1]
+        sql, params = compiler.compile(self.expression)
+        # In parentheses: the same text goes wherever the query names the
+        # expression, whatever comes around it there. (Django itself writes
+        # a condition in parentheses or not by where it is.)
+        compiled = f"({sql})", params
+        self._kept["compiled"] = (compiler, compiled)
+        return compiled
+
+
 class ValueList(Expression):
     """A list of ids or keys of any length as ONE query parameter, for ``__in``.
 

@@ -44,7 +44,7 @@ from django.db.models.functions import Coalesce, Greatest, NullIf, Round, RowNum
 from django.utils import timezone
 
 from backups.choices import BackupStatus, SyncOutcome
-from backups.db import select_scalars
+from backups.db import CompiledOnce, select_scalars
 from backups.models import (
     Alert,
     BackupHourlyCount,
@@ -194,25 +194,32 @@ def with_risk(queryset: QuerySet[DcsInstance], *, now: datetime) -> QuerySet[Dcs
     duration column" would compare text with a time on SQLite.
     """
     age = Age(now, "last_success_at")
+    # Each is named again by the ones after it (and by the overview's
+    # windows and filters): compiled once a query (backups.db.CompiledOnce).
     return (
         queryset.annotate(
-            single_node=Case(
-                When(single_node_q(), then=Value(True)), default=Value(False), output_field=BooleanField()
+            single_node=CompiledOnce(
+                Case(
+                    When(single_node_q(), then=Value(True)), default=Value(False), output_field=BooleanField()
+                )
             ),
-            effective_rpo=rpo_expression(),
+            effective_rpo=CompiledOnce(rpo_expression()),
             # Where it comes from; "" is an instance no recompute has reached yet.
             rpo_from=Case(When(rpo_source="", then=Value(DEFAULT_SOURCE)), default=F("rpo_source")),
-            success_age=age,
+            success_age=CompiledOnce(age),
         )
         .annotate(
-            at_risk=Case(
-                When(single_node=True, then=Value(False)),
-                When(gone_at__isnull=False, then=Value(False)),
-                When(
-                    Q(last_success_at__isnull=True) | Q(success_age__gt=F("effective_rpo")), then=Value(True)
-                ),
-                default=Value(False),
-                output_field=BooleanField(),
+            at_risk=CompiledOnce(
+                Case(
+                    When(single_node=True, then=Value(False)),
+                    When(gone_at__isnull=False, then=Value(False)),
+                    When(
+                        Q(last_success_at__isnull=True) | Q(success_age__gt=F("effective_rpo")),
+                        then=Value(True),
+                    ),
+                    default=Value(False),
+                    output_field=BooleanField(),
+                )
             ),
         )
         .annotate(
@@ -491,26 +498,29 @@ def with_sync_staleness(queryset: QuerySet[DcsInstance], *, now: datetime) -> Qu
     )
     own_checked = Coalesce("backups_checked_at", "backups_synced_at")
     return queryset.annotate(
-        last_synced_at=Coalesce(Greatest(item_checked, own_checked), item_checked, own_checked),
+        last_synced_at=CompiledOnce(Coalesce(Greatest(item_checked, own_checked), item_checked, own_checked)),
         # Asked without last_synced_at, so that the filter on it reads one
         # index entry of a fresh instance (sync_item_instance_checked).
-        sync_stale=Case(
-            When(gone_at__isnull=False, then=Value(False)),
-            When(Exists(checks.filter(checked_at__gte=cutoff)), then=Value(False)),
-            When(
-                Q(backups_checked_at__gte=cutoff) | Q(backups_checked_at=None, backups_synced_at__gte=cutoff),
-                then=Value(False),
-            ),
-            # Not listed since the cutoff: stale, unless it never was and was found since.
-            When(
-                Q(backups_checked_at__isnull=False)
-                | Q(backups_synced_at__isnull=False)
-                | Q(first_seen__lt=cutoff)
-                | Exists(checks),
-                then=Value(True),
-            ),
-            default=Value(False),
-            output_field=BooleanField(),
+        sync_stale=CompiledOnce(
+            Case(
+                When(gone_at__isnull=False, then=Value(False)),
+                When(Exists(checks.filter(checked_at__gte=cutoff)), then=Value(False)),
+                When(
+                    Q(backups_checked_at__gte=cutoff)
+                    | Q(backups_checked_at=None, backups_synced_at__gte=cutoff),
+                    then=Value(False),
+                ),
+                # Not listed since the cutoff: stale, unless it never was and was found since.
+                When(
+                    Q(backups_checked_at__isnull=False)
+                    | Q(backups_synced_at__isnull=False)
+                    | Q(first_seen__lt=cutoff)
+                    | Exists(checks),
+                    then=Value(True),
+                ),
+                default=Value(False),
+                output_field=BooleanField(),
+            )
         ),
     )
 

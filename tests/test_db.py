@@ -9,9 +9,11 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.db.models import CharField, F, QuerySet, Value
+from django.db.models.functions import Concat, Lower
 from django.test.utils import CaptureQueriesContext
 
-from backups.db import WRITER_CACHE_KIB, bulk_writer, select_scalars
+from backups.db import WRITER_CACHE_KIB, CompiledOnce, bulk_writer, select_scalars
 from backups.models import BackupRecord, DcsInstance
 from tests.factories import T0, make_instance, make_record
 
@@ -129,3 +131,69 @@ def test_only_a_database_file_in_wal_mode_gets_a_checkpointer(tmp_path):
     assert _database_file(rollback) == str(path)
     for conn in (memory, rollback):
         conn.close()
+
+
+# --- CompiledOnce ---------------------------------------------------------------------------------
+
+
+class CountedLower(Lower):
+    """Lower() that counts how often a query compiles it."""
+
+    compiled = 0
+
+    def as_sql(self, compiler, connection, **extra_context):
+        CountedLower.compiled += 1
+        return super().as_sql(compiler, connection, **extra_context)
+
+
+def without_parentheses(sql: str) -> str:
+    return sql.replace("(", "").replace(")", "")
+
+
+def named_three_times(expression) -> QuerySet:
+    return (
+        DcsInstance.objects.annotate(low=expression)
+        .annotate(again=Concat(F("low"), Value("-"), F("low"), output_field=CharField()))
+        .filter(low__startswith="redis")
+        .order_by("low", "pk")
+    )
+
+
+@pytest.mark.django_db
+def test_compiled_once_compiles_an_annotation_once_a_query_with_the_same_sql():
+    make_instance(name="Redis-B")
+    make_instance(name="redis-a")
+    make_instance(name="memcached")
+
+    CountedLower.compiled = 0
+    plain = named_three_times(CountedLower("name"))
+    plain_sql = str(plain.query)
+    assert CountedLower.compiled == 4  # select, the other annotation twice, the filter, the order
+
+    CountedLower.compiled = 0
+    once = named_three_times(CompiledOnce(CountedLower("name")))
+    once_sql = str(once.query)
+    assert CountedLower.compiled == 1, "once for that compiler"
+    assert without_parentheses(once_sql) == without_parentheses(plain_sql)
+    assert once_sql.count('(LOWER("backups_dcsinstance"."name"))') == 4
+    assert [(row.low, row.again) for row in once] == [
+        ("redis-a", "redis-a-redis-a"),
+        ("redis-b", "redis-b-redis-b"),
+    ]
+
+
+@pytest.mark.django_db
+def test_compiled_once_is_compiled_afresh_inside_another_query():
+    # A queryset used as a subquery is relabelled (its aliases change): a
+    # copy of the expression, which must not bring the text it had before.
+    kept = make_instance(name="redis-a")
+    make_instance(name="memcached")
+
+    def outer(wrap) -> QuerySet:
+        inner = named_three_times(wrap(Lower("name")))
+        list(inner)  # compiled on its own first
+        return DcsInstance.objects.filter(pk__in=inner.values("pk")).annotate(low=wrap(Lower("name")))
+
+    once, plain = outer(CompiledOnce), outer(lambda expression: expression)
+    assert without_parentheses(str(once.query)) == without_parentheses(str(plain.query))
+    assert [(row.pk, row.low) for row in once] == [(kept.pk, "redis-a")]
