@@ -7,6 +7,7 @@ against the real simulator over real HTTP.
 from __future__ import annotations
 
 import time
+import warnings
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -59,14 +60,18 @@ def _wait_for_other_sessions(*, seconds: float) -> None:
         return
     deadline = time.monotonic() + seconds
     with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
+        while True:
             cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity"
+                "SELECT application_name, state, backend_start, left(query, 200) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
-            if not cursor.fetchone()[0]:
+            others = cursor.fetchall()
+            if not others:
                 return
+            if time.monotonic() > deadline:
+                break
             time.sleep(0.1)
+    warnings.warn(f"sessions left on the test database: {others}", stacklevel=1)
 
 
 @pytest.fixture(autouse=True)
