@@ -436,8 +436,8 @@ class CompiledOnce(Expression):
     text is the same each time, but compiling it is Python work in
     proportion to the whole tree: the overview's fleet query, which names
     the staleness (two subqueries) and the risk a few times each, took
-    ~15 ms to compile, as long as running it (5 ms with this). The SQL and parameters are
-    kept for the compiler that made them, which gives the same ones again,
+    ~15 ms to compile, as long as running it (5 ms with this). The SQL and
+    parameters are kept for the compiler that made them, which gives the same ones again,
     and shared with the copies a query makes as it resolves a lookup on the
     expression (a filter resolves its own copy). A relabelled clone (the
     query used inside another, its aliases changed) starts afresh; and no
