@@ -1051,9 +1051,8 @@ def main() -> None:
     def begin(part: str) -> None:
         # The machine is shared and its speed moves by the minute (the same
         # loop took 0.22 s and 0.7 s within an hour): each part says how fast
-        # Python ran just before it.
-        if part != "pages":
-            loop["seconds"] = python_loop_seconds()
+        # Python ran just before it (pages: the run's start, just before).
+        loop["seconds"] = python_loop_seconds()
         print(f"{part.capitalize()}...")
 
     def stamp(part: str) -> None:
