@@ -301,10 +301,10 @@ class SummaryBatch(models.Model):
     While a row is here, SQLite's row triggers stand aside for the records
     with ids above ``after_id`` (inserted, then maybe updated or deleted),
     and the batch adds them to the summaries in two grouped statements when
-    it ends. A row lives only inside the
-    transaction that writes the batch: SQLite has one writer at a time and
-    readers see committed data, so no other connection ever finds one.
-    PostgreSQL summarises per statement already and never uses the table.
+    it ends. A row lives only inside the transaction that writes the batch:
+    SQLite has one writer at a time and readers see committed data, so no
+    other connection ever finds one. PostgreSQL summarises per statement
+    already and never uses the table.
     """
 
     after_id = models.BigIntegerField(_("records after id"))

@@ -343,12 +343,18 @@ _PG_REBUILD_COUNTS = f"""
       FROM {RECORDS} r JOIN {INSTANCES} i ON i.id = r.instance_id
      GROUP BY 1, 2, 3, 4
 """
-_SQLITE_REBUILD_COUNTS = f"""
+# Add the records that match {where} (of r, the records) to the hourly
+# counts, grouped: the rebuild (every record, into emptied counts) and a
+# batch's end (its records) alike.
+_SQLITE_COUNT_RECORDS = f"""
     INSERT INTO {COUNTS} (hour, status, region, project_id, records)
     SELECT {_SQLITE_HOUR.format(row="r")}, r.status, i.region, i.project_id, count(*)
       FROM {RECORDS} r JOIN {INSTANCES} i ON i.id = r.instance_id
+     WHERE {{where}}
      GROUP BY 1, 2, 3, 4
+    ON CONFLICT (hour, status, region, project_id) DO UPDATE SET records = records + excluded.records;
 """
+_SQLITE_REBUILD_COUNTS = _SQLITE_COUNT_RECORDS.format(where="true")
 _SQLITE_REBUILD_INSTANCES = _SQLITE_INSTANCE.format(instance=f"{INSTANCES}.id", where="")
 
 # The records of the open batch: those with ids above its bound. New ids on
@@ -356,14 +362,7 @@ _SQLITE_REBUILD_INSTANCES = _SQLITE_INSTANCE.format(instance=f"{INSTANCES}.id", 
 # can insert meanwhile: the batch holds the write lock from its first statement.
 _BATCH_RECORDS = f"r.id > (SELECT after_id FROM {BATCHES})"
 _SQLITE_OPEN_BATCH = f"INSERT INTO {BATCHES} (after_id) SELECT coalesce(max(id), 0) FROM {RECORDS}"
-_SQLITE_BATCH_COUNTS = f"""
-    INSERT INTO {COUNTS} (hour, status, region, project_id, records)
-    SELECT {_SQLITE_HOUR.format(row="r")}, r.status, i.region, i.project_id, count(*)
-      FROM {RECORDS} r JOIN {INSTANCES} i ON i.id = r.instance_id
-     WHERE {_BATCH_RECORDS}
-     GROUP BY 1, 2, 3, 4
-    ON CONFLICT (hour, status, region, project_id) DO UPDATE SET records = records + excluded.records;
-"""
+_SQLITE_BATCH_COUNTS = _SQLITE_COUNT_RECORDS.format(where=_BATCH_RECORDS)
 _SQLITE_BATCH_INSTANCES = _SQLITE_INSTANCE.format(
     instance=f"{INSTANCES}.id",
     where=f"WHERE id IN (SELECT r.instance_id FROM {RECORDS} r WHERE {_BATCH_RECORDS})",

@@ -1046,35 +1046,34 @@ def main() -> None:
     # a later run of some parts (--reuse --only ...), keeps the others' numbers.
     saved = saved_results(info["vendor"], sizes) if args.reuse else {}
     results: dict = {**saved}
-    loop = {"seconds": info["python_loop"]}
 
-    def begin(part: str) -> None:
+    def begin(doing: str) -> float:
         # The machine is shared and its speed moves by the minute (the same
         # loop took 0.22 s and 0.7 s within an hour): each part says how fast
-        # Python ran just before it (pages: the run's start, just before).
-        loop["seconds"] = python_loop_seconds()
-        print(f"{part.capitalize()}...")
+        # Python ran just before it.
+        print(f"{doing}...")
+        return python_loop_seconds()
 
-    def stamp(part: str) -> None:
+    def stamp(part: str, loop_seconds: float) -> None:
         results.setdefault("measured", {})[part] = f"{info['date']}, `{info['commit']}`, load {info['load']}"
-        results.setdefault("loops", {})[part] = loop["seconds"]
+        results.setdefault("loops", {})[part] = loop_seconds
 
     try:
         if "pages" in parts:
             print("Timing pages...")
             results["pages"], results["admin"] = bench_pages(sizes)
-            stamp("pages")
+            stamp("pages", info["python_loop"])  # measured at the start, just before
             keep_results(info["vendor"], sizes, results)
         if "export" in parts:
-            begin("exporting")
+            loop = begin("Exporting")
             results["export"] = bench_export()
-            stamp("export")
+            stamp("export", loop)
             keep_results(info["vendor"], sizes, results)
         if "ingest" in parts or "sync" in parts:
             simulator = start_simulator(sizes.sync_instances, sizes.seed)
             try:
                 if "ingest" in parts:
-                    begin("ingesting")
+                    loop = begin("Ingesting")
                     results["ingest"] = {shape: bench_ingest(sizes, shape) for shape in INGEST_SHAPES}
                     if sizes.ingest_workers > 1:
                         results["ingest_workers"] = {
@@ -1082,12 +1081,12 @@ def main() -> None:
                             for shape in INGEST_SHAPES
                         }
                     results["naive"] = bench_naive(sizes, simulator)
-                    stamp("ingest")
+                    stamp("ingest", loop)
                     keep_results(info["vendor"], sizes, results)
                 if "sync" in parts:
-                    begin("syncing")
+                    loop = begin("Syncing")
                     results["sync"] = bench_sync(sizes, simulator)
-                    stamp("sync")
+                    stamp("sync", loop)
                     keep_results(info["vendor"], sizes, results)
             finally:
                 simulator.stop()

@@ -42,11 +42,12 @@ class FakeClock:
 def django_db_setup(django_db_setup, django_db_blocker):
     """pytest-django's test database, dropped only once no other session uses it (PostgreSQL).
 
-    A Celery worker a test killed closes its connection as it dies, but its
-    server process may still be on its way out when the last test ends;
-    DROP DATABASE refuses a database in use, and the next run would find it
-    there. A session that stays longer than this is a leak and fails the
-    drop as before, named in pytest's warning.
+    A process a test ended (a Celery worker it killed) closes its
+    connection as it dies, but the server's side may still be on its way out
+    when the last test ends; DROP DATABASE refuses a database in use, and the
+    next run would find it there. A session that stays longer than this is a
+    leak and fails the drop as before, named in a warning (seen: one idle
+    session whose last statement was ROLLBACK, not found yet).
     """
     yield
     with django_db_blocker.unblock():
