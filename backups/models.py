@@ -298,13 +298,14 @@ class BackupHourlyCount(models.Model):
 class SummaryBatch(models.Model):
     """A bulk insert of records open on SQLite, summarised once when it ends (``summaries.batched``).
 
-    While a row is here, SQLite's row triggers stand aside for the records
-    with ids above ``after_id`` (inserted, then maybe updated or deleted),
-    and the batch adds them to the summaries in two grouped statements when
-    it ends. A row lives only inside the transaction that writes the batch:
-    SQLite has one writer at a time and readers see committed data, so no
-    other connection ever finds one. PostgreSQL summarises per statement
-    already and never uses the table.
+    While a row is here, SQLite's insert trigger stands aside for the
+    records with ids above ``after_id``, the others count nothing of them
+    (should they be updated or deleted meanwhile), and the batch adds them
+    to the summaries in two grouped statements when it ends. A row lives
+    only inside the transaction that writes the batch: SQLite has one
+    writer at a time and readers see committed data, so no other connection
+    ever finds one. PostgreSQL summarises per statement already and never
+    uses the table.
     """
 
     after_id = models.BigIntegerField(_("records after id"))

@@ -225,7 +225,7 @@ _SQLITE_INSTANCE = f"""
 _SQLITE_COUNT = f"""
     INSERT INTO {COUNTS} (hour, status, region, project_id, records)
     SELECT {{hour}}, {{row}}.status, region, project_id, 1 FROM {INSTANCES}
-     WHERE id = {{row}}.instance_id AND true
+     WHERE id = {{row}}.instance_id AND {{counted}}
     ON CONFLICT (hour, status, region, project_id) DO UPDATE SET records = records + excluded.records;
 """
 
@@ -234,7 +234,8 @@ _SQLITE_COUNT = f"""
 _SQLITE_UNCOUNT = f"""
     UPDATE {COUNTS} SET records = records - 1
      WHERE hour = {{hour}} AND status = {{row}}.status
-       AND (region, project_id) = (SELECT region, project_id FROM {INSTANCES} WHERE id = {{row}}.instance_id);
+       AND (region, project_id) = (SELECT region, project_id FROM {INSTANCES} WHERE id = {{row}}.instance_id)
+       AND {{counted}};
 """
 
 
@@ -251,38 +252,44 @@ _SQLITE_MAY_BE_NEWEST = f"""
 """
 
 
-def _sqlite_apply(row: str, sign: int, only_if: str = "") -> str:
+def _sqlite_apply(row: str, sign: int, only_if: str = "", counted: str = "true") -> str:
+    """The instance's summary recomputed (``only_if``), and the record counted in or out (``counted``)."""
     counting = _SQLITE_COUNT if sign > 0 else _SQLITE_UNCOUNT
     instance = f"{row}.instance_id"
     return _SQLITE_INSTANCE.format(
         instance=instance, where=f"WHERE id = {instance} {only_if}"
-    ) + counting.format(hour=_SQLITE_HOUR.format(row=row), row=row)
+    ) + counting.format(hour=_SQLITE_HOUR.format(row=row), row=row, counted=counted)
 
 
 def _sqlite_statements(batches: bool = True) -> list[str]:
-    """The three row triggers; ``batches``: each stands aside for a record of the open batch.
+    """The three row triggers; ``batches``: with the open batch's records left to it.
 
-    A record the batch inserted is summarised by the batch when it ends, as
-    it is then: the triggers leave it alone, should it be updated or
-    deleted meanwhile too. Without the batches' table (a database migrated
-    back past it) there is no such guard.
+    A record the batch inserted is counted by the batch when it ends, as it
+    is then: an update or a delete of it meanwhile counts nothing. Its
+    instance is recomputed at the end only if the batch still has records
+    of it, so an update or a delete still recomputes the instances it
+    touches (a recompute reads the table as it is, batch or not: one made
+    for another record may already have picked up a batch record that is
+    then deleted). Only the insert trigger stands aside entirely. Without
+    the batches' table (a database migrated back past it) there is no guard.
     """
     moved = (
-        "(OLD.status IS NOT NEW.status OR OLD.created_at IS NOT NEW.created_at "
-        "OR OLD.instance_id IS NOT NEW.instance_id)"
+        "OLD.status IS NOT NEW.status OR OLD.created_at IS NOT NEW.created_at "
+        "OR OLD.instance_id IS NOT NEW.instance_id"
     )
 
     def unbatched(row: str) -> str:
         return f"NOT EXISTS (SELECT 1 FROM {BATCHES} WHERE {row}.id > after_id)" if batches else "true"
 
+    old = unbatched("OLD")
     return [
         f"CREATE TRIGGER {TRIGGER_PREFIX}inserted AFTER INSERT ON {RECORDS} WHEN {unbatched('NEW')} "
         f"BEGIN {_sqlite_apply('NEW', 1, _SQLITE_MAY_BE_NEWEST)} END;",
         f"CREATE TRIGGER {TRIGGER_PREFIX}updated AFTER UPDATE OF status, created_at, instance_id "
-        f"ON {RECORDS} WHEN {moved} AND {unbatched('OLD')} "
-        f"BEGIN {_sqlite_apply('OLD', -1)} {_sqlite_apply('NEW', 1)} END;",
-        f"CREATE TRIGGER {TRIGGER_PREFIX}deleted AFTER DELETE ON {RECORDS} WHEN {unbatched('OLD')} "
-        f"BEGIN {_sqlite_apply('OLD', -1)} END;",
+        f"ON {RECORDS} WHEN {moved} "
+        f"BEGIN {_sqlite_apply('OLD', -1, counted=old)} {_sqlite_apply('NEW', 1, counted=old)} END;",
+        f"CREATE TRIGGER {TRIGGER_PREFIX}deleted AFTER DELETE ON {RECORDS} "
+        f"BEGIN {_sqlite_apply('OLD', -1, counted=old)} END;",
     ]
 
 
@@ -380,11 +387,11 @@ def batched(rows: int, conn=None) -> Iterator[None]:
     PostgreSQL (whose triggers summarise per statement), it does nothing.
     The block is atomic without a savepoint of its own: an error in it
     leaves the whole transaction to roll back, records and batch row
-    together, never a batch row to commit or to write on with. Updates and
-    deletes of other records are summarised by their row triggers as ever;
-    inserts wait for the batch: a record it inserted is summarised as it
-    is at the end, whatever was done to it meanwhile. A batch inside a
-    batch is the outer one.
+    together, never a batch row to commit or to write on with. Inserts wait
+    for the batch: a record it inserted is counted as it is at the end,
+    whatever was done to it meanwhile; updates and deletes still recompute
+    the instances they touch, and count what they change of the other
+    records (``_sqlite_statements``). A batch inside a batch is the outer one.
     """
     conn = conn or connection
     if conn.vendor != "sqlite" or rows < BATCH_MIN_ROWS or getattr(conn, _BATCH_OPEN, False):

@@ -222,6 +222,21 @@ def test_a_batch_summarises_its_records_once_at_its_end():
     assert instance.last_backup_at == T0 + timedelta(minutes=7 * (rows - 1))
 
 
+def test_a_batch_record_deleted_after_another_records_update_leaves_its_instance_exact():
+    # Found by the property test: the update of a record outside the batch
+    # recomputes its instance from the table, batch records included; one
+    # of those deleted next, and none of the instance's left in the batch,
+    # the batch's end does not recompute that instance: the delete must.
+    instance = make_instance()
+    kept = make_record(instance, created_at=T0, status="succeed", backup_id="kept")
+    with summaries.batched(summaries.BATCH_MIN_ROWS):
+        newer = make_record(instance, created_at=T0, status="succeed", backup_id="newer")
+        BackupRecord.objects.filter(pk=kept.pk).update(status="failed")
+        newer.delete()
+    assert_summaries_exact(instance)
+    assert stored_instance(instance) == (T0, "failed", None)
+
+
 def test_a_batch_of_few_rows_is_summarised_row_by_row():
     instance = make_instance()
     with summaries.batched(summaries.BATCH_MIN_ROWS - 1):
