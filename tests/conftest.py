@@ -6,6 +6,7 @@ against the real simulator over real HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import warnings
 from datetime import UTC, datetime, timedelta
@@ -46,8 +47,8 @@ def django_db_setup(django_db_setup, django_db_blocker):
     connection as it dies, but the server's side may still be on its way out
     when the last test ends; DROP DATABASE refuses a database in use, and the
     next run would find it there. A session that stays longer than this is a
-    leak and fails the drop as before, named in a warning (seen: one idle
-    session whose last statement was ROLLBACK, not found yet).
+    leak and fails the drop as before, named in a warning (the one seen
+    before: Playwright's event loop kept for the session, tests/browser/conftest.py).
     """
     yield
     with django_db_blocker.unblock():
@@ -73,6 +74,23 @@ def _wait_for_other_sessions(*, seconds: float) -> None:
                 break
             time.sleep(0.1)
     warnings.warn(f"sessions left on the test database: {others}", stacklevel=1)
+
+
+@pytest.fixture(autouse=True)
+def _no_event_loop_left_running(request):
+    """No test but a browser test starts with an event loop running in its thread.
+
+    A loop left running (Playwright's, kept past its tests) makes the thread
+    count as async: the ORM goes onto connections of its own, which nothing
+    closes (tests/browser/conftest.py: ``browser``).
+    """
+    if request.node.get_closest_marker("browser") is None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            pytest.fail("an event loop is running in this thread: a fixture left it so")
 
 
 @pytest.fixture(autouse=True)

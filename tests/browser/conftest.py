@@ -13,9 +13,6 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-# Playwright's sync API runs an event loop in this thread; the ORM calls the
-# tests make around it are still plain synchronous calls.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 PASSWORD = "browser-test-pass-1"
 
@@ -26,15 +23,31 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Chromium, for the tests of one module.
+
+    Playwright's sync API runs an event loop in this thread, and from then on
+    the thread counts as async: Django refuses the ORM calls the tests make
+    around the browser unless ``DJANGO_ALLOW_ASYNC_UNSAFE`` is set, and
+    asgiref gives them connections of their own, apart from the thread's.
+    So the loop runs for this module's tests only (the next module's, which
+    pytest sets up after this teardown, find none: the autouse check in
+    tests/conftest.py), and the connections opened while it ran are closed
+    before it stops, while they can still be reached. Kept for the session,
+    the loop put every later test of the worker on such a connection, and
+    the last one (a rolled-back test's) stayed open: PostgreSQL then
+    refused to drop the test database ("being accessed by other users").
+    """
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             pytest.fail("CI must have Debian's chromium at /usr/bin/chromium (.ci/run installs it)")
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from django.db import connections
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
+    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM),
             args=[
@@ -47,8 +60,11 @@ def browser():
                 "--disable-sync",
             ],
         )
-        yield browser
-        browser.close()
+        try:
+            yield browser
+        finally:
+            browser.close()
+            connections.close_all()
 
 
 @pytest.fixture
