@@ -63,8 +63,10 @@ def browser():
         try:
             yield browser
         finally:
-            browser.close()
-            connections.close_all()
+            try:
+                browser.close()
+            finally:
+                connections.close_all()
 
 
 @pytest.fixture
