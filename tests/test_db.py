@@ -168,9 +168,8 @@ def test_compiled_once_compiles_an_annotation_once_a_query_with_the_same_sql():
     CountedLower.compiled = 0
     plain = named_three_times(CountedLower("name"))
     plain_sql = str(plain.query)
-    assert (
-        CountedLower.compiled == 4
-    )  # the select, the other annotation twice, the filter (the order is a Ref)
+    # The select, the other annotation twice, the filter (the order is a Ref).
+    assert CountedLower.compiled == 4
 
     CountedLower.compiled = 0
     once = named_three_times(CompiledOnce(CountedLower("name")))
