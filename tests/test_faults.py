@@ -301,7 +301,8 @@ def test_a_slow_answer_past_the_read_timeout_is_retried(server, sim, make_client
     started = time.monotonic()
     assert client.list_instances(PROJECT).complete
     assert client.error_counts == {"transport": 1}
-    assert time.monotonic() - started < 5  # the reset let the held answer go
+    # Not a speed target: without the reset the held answer would keep this for its full 30 s.
+    assert time.monotonic() - started < 20
 
 
 def test_a_slow_answer_within_the_timeout_is_just_slow(server, sim, make_client):

@@ -72,10 +72,17 @@ def test_a_lease_that_ran_out_can_be_taken_and_its_old_holder_knows():
 
 def test_acquire_waits_for_a_release():
     lease = locks.acquire("instance:1", holder="run-1", ttl=60)
-    threading.Timer(0.3, lambda: (lease.release(), connection.close())).start()
-    started = time.monotonic()
-    assert locks.acquire("instance:1", holder="run-2", wait=5) is not None
-    assert 0.2 < time.monotonic() - started < 3
+    releasing = threading.Event()
+
+    def release():
+        releasing.set()
+        lease.release()
+        connection.close()
+
+    threading.Timer(0.3, release).start()
+    assert locks.acquire("instance:1", holder="run-2", wait=30) is not None
+    assert releasing.is_set()  # it waited for the release, and took the lease once it came
+    assert locks.holder_of("instance:1") == "run-2"
 
 
 def test_exactly_one_of_many_racers_gets_a_free_lease():

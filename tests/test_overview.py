@@ -1,5 +1,4 @@
 import re
-import time
 from datetime import timedelta
 
 import pytest
@@ -414,12 +413,9 @@ def test_it_keeps_working_and_says_so_while_the_broker_is_down(admin_client, set
     make_sync_run(started_at=timezone.now() - 2 * HOUR, finished_at=timezone.now() - HOUR)
     make_record(status="succeed", created_at=timezone.now() - HOUR)
 
-    started = time.monotonic()
     page = admin_client.get(URL)
     live = admin_client.get(URL, headers={"HX-Request": "true"})
-    elapsed = time.monotonic() - started
 
-    assert elapsed < 2.0
     for response in (page, live):
         assert response.status_code == 200
         assert (
