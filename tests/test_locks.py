@@ -102,12 +102,13 @@ def test_exactly_one_of_many_racers_takes_over_a_lease_that_ran_out():
 
 
 def test_keep_alive_renews_a_lease_while_work_runs():
-    lease = locks.acquire("instance:1", holder="run-1", ttl=0.3)
+    # A ttl of seconds, not tenths: a renewal comes every 0.4 s, with room for a loaded machine.
+    lease = locks.acquire("instance:1", holder="run-1", ttl=1.2)
     with locks.keep_alive(lease):
-        time.sleep(0.8)  # more than twice the ttl
+        time.sleep(2.6)  # more than twice the ttl
         assert locks.holder_of("instance:1") == "run-1"
     assert not lease.lost
-    time.sleep(0.45)
+    time.sleep(1.4)
     assert locks.holder_of("instance:1") is None, "no renewal after the block"
 
 
