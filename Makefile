@@ -26,6 +26,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 
 ## run: set up, migrate, print the demo login, start simulator + worker + beat + web (Ctrl-C stops all)
 run: $(VENV)/.runtime
+	@test "$(DASHBOARD_PORT)" != "$(DCS_SIMULATOR_PORT)" || { echo "make run: DASHBOARD_PORT and DCS_SIMULATOR_PORT are both $(DASHBOARD_PORT); give one of them another port" >&2; exit 2; }
 	$(BIN)/python manage.py migrate --no-input -v0
 	$(BIN)/python manage.py demo_admin --url http://127.0.0.1:$(DASHBOARD_PORT)/
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f Procfile.dev start $(PROCESSES)
