@@ -124,6 +124,7 @@ def test_it_lists_every_listed_instance_with_its_backup_health(admin_client):
     assert instance.instance_id in cells[0]
     assert cells[1] == 'Redis <span class="engine__version">6.0</span>'
     assert cells[2] == "ap-southeast-1"
+    assert '<td class="cell--nowrap">ap-southeast-1</td>' in response.text  # not broken at its hyphens
     assert cells[3] == '<span class="badge badge--gray">RUNNING</span>'
     assert cells[4].startswith('<span class="badge badge--red">Failed</span> <time class="age"')
     assert cells[4].endswith(">1 h ago</time>")

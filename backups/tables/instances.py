@@ -159,7 +159,11 @@ class DcsInstanceTable(tables.Table):
         verbose_name=_("Instance"), accessor="name", order_by=("name", "instance_id", "pk")
     )
     engine = tables.Column(verbose_name=_("Engine"), order_by=("engine", "engine_version", "name"))
-    region = tables.Column(verbose_name=_("Region"), order_by=("region", "name", "instance_id"))
+    region = tables.Column(
+        verbose_name=_("Region"),
+        order_by=("region", "name", "instance_id"),
+        attrs={"td": {"class": "cell--nowrap"}},  # "ap-southeast-1" is one word to a DBA
+    )
     status = tables.Column(verbose_name=_("Status"), order_by=("status", "name", "instance_id"))
     last_backup_at = tables.Column(verbose_name=_("Last backup"), empty_values=())
     last_success_at = tables.Column(verbose_name=_("Last success"), empty_values=())
