@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import random
 import socket
-import time
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -298,11 +297,10 @@ def test_connections_that_keep_dropping_end_in_a_transport_error(server, sim, ma
 def test_a_slow_answer_past_the_read_timeout_is_retried(server, sim, make_client, sleeps):
     sim.faults.configure(slow_rate=1, slow_seconds=30)
     client = make_client(read_timeout=0.3, sleep=heal_after(sim, 1, sleeps))
-    started = time.monotonic()
     assert client.list_instances(PROJECT).complete
+    # The read timeout gave up on the held answer: without it the client would have waited
+    # the 30 s for it, and seen no error.
     assert client.error_counts == {"transport": 1}
-    # Not a speed target: without the reset the held answer would keep this for its full 30 s.
-    assert time.monotonic() - started < 20
 
 
 def test_a_slow_answer_within_the_timeout_is_just_slow(server, sim, make_client):
