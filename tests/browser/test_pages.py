@@ -441,3 +441,44 @@ def test_it_reaches_the_skip_link_first_and_it_moves_focus_to_main(logged_in, li
     page.keyboard.press("Tab")
     # The next stop is inside main (the filter form's first field), not back in the header.
     assert page.evaluate("document.getElementById('main').contains(document.activeElement)")
+
+
+PHONE = {"width": 390, "height": 844}
+# What sticks out past the right edge of the window, when the page is wider than it.
+OVERFLOW_JS = """() => {
+    const width = window.innerWidth;
+    if (document.documentElement.scrollWidth <= width) return [];
+    const framed = el => {
+        for (let up = el.parentElement; up && up !== document.body; up = up.parentElement) {
+            if (getComputedStyle(up).overflowX !== 'visible') return true;
+        }
+        return false;
+    };
+    return [...document.querySelectorAll('body *')]
+        .filter(el => el.getBoundingClientRect().right > width + 1 && !framed(el))
+        .map(el => `${el.tagName.toLowerCase()}.${el.className}`);
+}"""
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/instances/", "/backups/", "/calendar/", "/sync/", "/alerts/", "/rpo/", "/errors/"]
+)
+def test_a_phone_shows_every_page_without_scrolling_it_sideways(logged_in, live_server, fleet, path):
+    page = logged_in
+    page.set_viewport_size(PHONE)
+    page.goto(f"{live_server.url}{path}")
+    # Wide tables scroll inside their own frame; nothing else may push the page wider.
+    assert page.evaluate(OVERFLOW_JS) == []
+    for link in page.locator(".site-nav a").all():
+        box = link.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+
+
+def test_a_phone_shows_the_incident_view_without_scrolling_it_sideways(logged_in, live_server, fleet):
+    page = logged_in
+    page.set_viewport_size(PHONE)
+    instances = "&".join(f"instance={i}" for i in DcsInstance.objects.values_list("instance_id", flat=True))
+    window = "start=2026-11-13T00:00:00Z&end=2026-11-20T12:00:00Z&as_of=2026-11-20T12:00:00Z"
+    page.goto(f"{live_server.url}/incident/?{window}&{instances}")
+    expect(page.locator("#incident-backups tbody tr").first).to_be_visible()
+    assert page.evaluate(OVERFLOW_JS) == []
