@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from backups import sync
-from backups.models import BackupRecord, DcsInstance
+from backups.models import BackupRecord, DcsInstance, SyncRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -482,3 +482,18 @@ def test_a_phone_shows_the_incident_view_without_scrolling_it_sideways(logged_in
     page.goto(f"{live_server.url}/incident/?{window}&{instances}")
     expect(page.locator("#incident-backups tbody tr").first).to_be_visible()
     assert page.evaluate(OVERFLOW_JS) == []
+
+
+def test_a_phone_shows_an_instance_a_backup_and_a_sync_without_scrolling_them_sideways(
+    logged_in, live_server, fleet
+):
+    page = logged_in
+    page.set_viewport_size(PHONE)
+    record = BackupRecord.objects.select_related("instance").order_by("-size").first()
+    for path in (
+        f"/instances/{record.instance.instance_id}/",
+        f"/backups/{record.backup_id}/",
+        f"/sync/{SyncRun.objects.get().pk}/",
+    ):
+        page.goto(f"{live_server.url}{path}")
+        assert page.evaluate(OVERFLOW_JS) == [], path
