@@ -12,3 +12,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("backups.urls")),
 ]
+
+# A database that is down is a 503 that says so, not a 500 (backups.views.errors).
+handler500 = "backups.views.errors.server_error"

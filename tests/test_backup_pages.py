@@ -582,6 +582,38 @@ def test_it_renders_the_500_page_without_the_database():
     assert "Something went wrong" in html
 
 
+@pytest.mark.django_db
+def test_a_database_that_fails_under_a_page_is_a_503_that_says_so(admin_user, client):
+    # A real failure, not a stand-in: the table the page reads is gone (the test's
+    # transaction puts it back). Signed in first, as the session table stays.
+    client.raise_request_exception = False
+    client.force_login(admin_user)
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE backups_syncrun RENAME TO backups_syncrun_away")
+
+    response = client.get("/sync/")
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "30"
+    html = response.content.decode()
+    assert "The dashboard's database cannot be used right now" in html
+    assert "Nothing is lost" in html
+    assert "Traceback" not in html and "backups_syncrun" not in html
+
+
+def test_any_other_error_is_still_the_500_page(rf):
+    from backups.views.errors import server_error
+
+    try:
+        raise ValueError("a bug of ours")
+    except ValueError:
+        response = server_error(rf.get("/"))
+
+    assert response.status_code == 500
+    assert "Something went wrong on our side" in response.content.decode()
+    assert "Retry-After" not in response
+
+
 # --- Query counts ----------------------------------------------------------
 
 
