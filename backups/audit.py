@@ -21,7 +21,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.core.cache import cache
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.db.models.signals import m2m_changed, post_migrate, post_save
 from django.dispatch import receiver
 
@@ -44,14 +44,19 @@ def client_ip(request) -> str | None:
     return (request.META.get("REMOTE_ADDR") or None) if request is not None else None
 
 
+def _storable(text: str) -> str:
+    """``text`` cut to a readable length, any NUL (PostgreSQL's text and jsonb refuse it) as U+FFFD."""
+    return text[:MAX_VALUE_LENGTH].replace("\x00", "\ufffd")
+
+
 def safe_params(query) -> dict[str, Any]:
     """A request's query parameters, without secrets, each cut to a readable length."""
     params: dict[str, Any] = {}
     for key in list(query.keys())[:50]:
         if key.lower() in SECRET_PARAMS:
             continue
-        values = [str(value)[:MAX_VALUE_LENGTH] for value in query.getlist(key)[:10]]
-        params[key[:MAX_VALUE_LENGTH]] = values[0] if len(values) == 1 else values
+        values = [_storable(str(value)) for value in query.getlist(key)[:10]]
+        params[_storable(key)] = values[0] if len(values) == 1 else values
     return params
 
 
@@ -72,14 +77,16 @@ def record(action: str, *, request=None, user=None, username: str = "", detail: 
     if not username and user is not None:
         username = user.get_username()
     try:
-        return AuditEvent.objects.create(
-            action=action,
-            user=user,
-            username=str(username)[:150],
-            detail=detail or {},
-            ip=client_ip(request),
-            path=request.get_full_path()[:500] if request is not None else "",
-        )
+        # A savepoint: a write that fails leaves the caller's transaction usable.
+        with transaction.atomic():
+            return AuditEvent.objects.create(
+                action=action,
+                user=user,
+                username=str(username)[:150].replace("\x00", "\ufffd"),
+                detail=detail or {},
+                ip=client_ip(request),
+                path=request.get_full_path()[:500] if request is not None else "",
+            )
     except DatabaseError:
         # The action itself went through; losing its trace is bad, failing it is worse.
         logger.exception("audit: could not record %s by %s", action, username or "-")

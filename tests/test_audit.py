@@ -71,6 +71,18 @@ def test_it_records_an_export_with_its_parameters(admin_client, admin_user):
 
 
 @pytest.mark.django_db
+def test_an_export_asked_with_a_nul_in_its_parameters_is_recorded_and_served(admin_client):
+    # PostgreSQL's jsonb refuses U+0000; the failed audit write used to leave the
+    # request's transaction broken, so the export itself failed after it.
+    response = admin_client.get("/backups/", {"_export": "json", "remark\x00": "a\x00b"})
+
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content).startswith(b"[")
+    event = AuditEvent.objects.get(action="export")
+    assert event.detail["params"] == {"_export": "json", "remark\ufffd": "a\ufffdb"}
+
+
+@pytest.mark.django_db
 def test_it_records_a_sync_trigger(admin_client, settings):
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
 

@@ -1,10 +1,11 @@
 import re
+from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.template.loader import render_to_string
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -582,16 +583,38 @@ def test_it_renders_the_500_page_without_the_database():
     assert "Something went wrong" in html
 
 
+@contextmanager
+def table_out_of_reach(table: str):
+    """A real failure of the page's database, not a stand-in: the table cannot be read.
+
+    PostgreSQL: another session holds it locked, as a long migration does, and
+    this one gives up waiting (an OperationalError). SQLite: the table is
+    gone for the test (the test's transaction puts it back).
+    """
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {table} RENAME TO {table}_away")
+        yield
+        return
+    import psycopg
+
+    settings = connection.settings_dict
+    with psycopg.connect(dbname=settings["NAME"], host=settings["HOST"], port=settings["PORT"] or 5432,
+                         user=settings["USER"], password=settings["PASSWORD"]) as other:  # fmt: skip
+        other.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '200ms'")
+        yield
+        other.rollback()
+
+
 @pytest.mark.django_db
 def test_a_database_that_fails_under_a_page_is_a_503_that_says_so(admin_user, client):
-    # A real failure, not a stand-in: the table the page reads is gone (the test's
-    # transaction puts it back). Signed in first, as the session table stays.
     client.raise_request_exception = False
-    client.force_login(admin_user)
-    with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE backups_syncrun RENAME TO backups_syncrun_away")
+    client.force_login(admin_user)  # signed in first: the sessions stay in reach
 
-    response = client.get("/sync/")
+    with table_out_of_reach("backups_syncrun"):
+        response = client.get("/sync/")
 
     assert response.status_code == 503
     assert response["Retry-After"] == "30"
@@ -601,12 +624,13 @@ def test_a_database_that_fails_under_a_page_is_a_503_that_says_so(admin_user, cl
     assert "Traceback" not in html and "backups_syncrun" not in html
 
 
-def test_any_other_error_is_still_the_500_page(rf):
+@pytest.mark.parametrize("error", [ValueError("a bug of ours"), IntegrityError("a bug of ours too")])
+def test_any_other_error_is_still_the_500_page(rf, error):
     from backups.views.errors import server_error
 
     try:
-        raise ValueError("a bug of ours")
-    except ValueError:
+        raise error
+    except (ValueError, IntegrityError):
         response = server_error(rf.get("/"))
 
     assert response.status_code == 500
