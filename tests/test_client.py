@@ -79,6 +79,29 @@ def test_it_pages_by_offset_until_the_total(client):
     assert client.api_calls == 3
 
 
+@pytest.mark.parametrize(
+    ("body_text", "content_type", "remark"),
+    [
+        # PostgreSQL cannot store U+0000: it arrives as U+FFFD.
+        ('"a\\u0000b"', "application/json;charset=UTF-8", "a\ufffdb"),
+        ('"\\u0000\\u0000"', "application/json", "\ufffd\ufffd"),
+        # An escaped backslash before u0000 is a backslash and text, not a NUL.
+        ('"a\\\\u0000b"', "application/json", "a\\u0000b"),
+        ('"\\\\\\u0000"', "application/json", "\\\ufffd"),
+        # A charset Python does not know: read as JSON's own encoding.
+        ('"caf\u00e9\\u0000"', "application/json; charset=x-unknown", "caf\u00e9\ufffd"),
+    ],
+)
+@responses.activate
+def test_it_reads_a_nul_in_the_api_text_as_a_replacement_character(client, body_text, content_type, remark):
+    body = '{"total_num": 1, "backup_record_response": [{"backup_id": "b1", "remark": ' + body_text + "}]}"
+    responses.get(BACKUPS, body=body.encode("utf-8"), content_type=content_type)
+
+    (record,) = client.list_backup_records(PROJECT, "i1")
+
+    assert record["remark"] == remark
+
+
 @responses.activate
 def test_it_signs_every_call_with_the_project_header(client):
     responses.get(BACKUPS, json={"total_num": 0, "backup_record_response": []})

@@ -458,6 +458,30 @@ def _record(backup_id: str, created: str = "2026-11-01T00:00:00Z") -> dict:
 
 
 @responses.activate
+def test_a_record_with_a_nul_in_its_text_is_stored_with_its_listing():
+    # PostgreSQL's text and jsonb refuse U+0000: one such remark used to fail the
+    # whole listing's write, so none of the instance's records were stored.
+    pid = PROJECTS[0].project_id
+    responses.get(
+        f"{BASE}/v2/{pid}/instances", json={"instance_num": 1, "instances": [{"instance_id": "i1"}]}
+    )
+    nul = {**_record("b1"), "remark": "before\u0000after", "extra\u0000key": "\u0000"}
+    responses.get(
+        f"{BASE}/v2/{pid}/instances/i1/backups",
+        json={"total_num": 2, "backup_record_response": [nul, _record("b2")]},
+    )
+    _no_restores(pid)
+
+    run = sync.sync_fleet(client=_api_client())
+
+    assert run.outcome == SyncOutcome.SUCCEEDED
+    assert run.records_new == 2
+    record = BackupRecord.objects.get(backup_id="b1")
+    assert record.remark == "before\ufffdafter"
+    assert record.raw["extra\ufffdkey"] == "\ufffd"
+
+
+@responses.activate
 def test_a_failed_instance_listing_is_partial_and_marks_nothing_gone():
     pid = PROJECTS[0].project_id
     instances = {"instance_num": 2, "instances": [{"instance_id": "i1"}, {"instance_id": "i2"}]}

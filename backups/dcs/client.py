@@ -14,8 +14,10 @@ to decide that something upstream is gone.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -45,6 +47,28 @@ USER_AGENT = "dcs-backup-dashboard"
 # A listing that has not ended after this many pages is not going to: a
 # server whose total keeps growing must not keep us paging forever.
 MAX_PAGES = 10_000
+
+
+# A JSON escape of U+0000 that is not itself escaped (an even run of backslashes before it).
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _json_body(response: requests.Response) -> Any:
+    """The body's JSON, with any NUL in its strings as U+FFFD.
+
+    PostgreSQL's text and jsonb cannot hold U+0000, so one record whose remark
+    carried it would fail its whole listing's write. The check is one scan of
+    the text, and the rewrite happens only when the escape is there.
+    """
+    # As requests' own .json(): the declared charset, else the one JSON's first bytes show.
+    guessed = requests.utils.guess_json_utf(response.content) or "utf-8"
+    try:
+        text = response.content.decode(response.encoding or guessed)
+    except LookupError:  # a charset Python does not know
+        text = response.content.decode(guessed)
+    if "\\u0000" in text:
+        text = _NUL_ESCAPE.sub(lambda match: match[1] + "\\ufffd", text)
+    return json.loads(text)
 
 
 def _error_fields(body: Any) -> tuple[str, str]:
@@ -270,7 +294,7 @@ class DcsClient:
         if response.status_code == 204:
             return None
         try:
-            body = response.json() if response.content else None
+            body = _json_body(response) if response.content else None
         except ValueError:
             body = None
             if response.ok:
