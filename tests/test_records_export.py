@@ -355,7 +355,9 @@ def test_it_exports_any_number_of_rows_in_the_same_queries(admin_client, db, exp
     def queries() -> int:
         with CaptureQueriesContext(connection) as captured:
             download(admin_client, LIST_URL, {"_export": export_format, "status": "succeed"})
-        return len(captured)
+        # The audit write's savepoint exists only under the test's transaction: a
+        # request runs in autocommit, where the write is its own transaction.
+        return sum(not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT")) for q in captured)
 
     instance = make_instance()
     for _ in range(3):
