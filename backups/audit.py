@@ -44,9 +44,14 @@ def client_ip(request) -> str | None:
     return (request.META.get("REMOTE_ADDR") or None) if request is not None else None
 
 
+def _without_nul(text: str) -> str:
+    """``text`` with any NUL, which PostgreSQL's text and jsonb refuse, as U+FFFD."""
+    return text.replace("\x00", "\ufffd")
+
+
 def _storable(text: str) -> str:
-    """``text`` cut to a readable length, any NUL (PostgreSQL's text and jsonb refuse it) as U+FFFD."""
-    return text[:MAX_VALUE_LENGTH].replace("\x00", "\ufffd")
+    """``text`` cut to a readable length, without NUL."""
+    return _without_nul(text[:MAX_VALUE_LENGTH])
 
 
 def safe_params(query) -> dict[str, Any]:
@@ -82,7 +87,7 @@ def record(action: str, *, request=None, user=None, username: str = "", detail: 
             return AuditEvent.objects.create(
                 action=action,
                 user=user,
-                username=str(username)[:150].replace("\x00", "\ufffd"),
+                username=_without_nul(str(username)[:150]),
                 detail=detail or {},
                 ip=client_ip(request),
                 path=request.get_full_path()[:500] if request is not None else "",

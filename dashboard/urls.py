@@ -13,5 +13,5 @@ urlpatterns = [
     path("", include("backups.urls")),
 ]
 
-# A database that is down is a 503 that says so, not a 500 (backups.views.errors).
-handler500 = "backups.views.errors.server_error"
+# A database that is down is a 503 that says so, not a 500 (dashboard.views).
+handler500 = "dashboard.views.server_error"

@@ -7,9 +7,13 @@ against the real simulator over real HTTP.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 import warnings
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -74,6 +78,26 @@ def _wait_for_other_sessions(*, seconds: float) -> None:
                 break
             time.sleep(0.1)
     warnings.warn(f"sessions left on the test database: {others}", stacklevel=1)
+
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def manage_py(*args: str, env: Mapping[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+    """``manage.py ARGS`` in a process of its own, from the project's folder, with exactly ``env``.
+
+    For what only a fresh process shows: settings read at start-up, and what
+    the command line prints and exits with.
+    """
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture(autouse=True)

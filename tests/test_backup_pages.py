@@ -626,7 +626,7 @@ def test_a_database_that_fails_under_a_page_is_a_503_that_says_so(admin_user, cl
 
 @pytest.mark.parametrize("error", [ValueError("a bug of ours"), IntegrityError("a bug of ours too")])
 def test_any_other_error_is_still_the_500_page(rf, error):
-    from backups.views.errors import server_error
+    from dashboard.views import server_error
 
     try:
         raise error

@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from dashboard.cli import redacted
+from tests.conftest import manage_py
 
-BASE_DIR = Path(__file__).resolve().parent.parent
 UNREACHABLE = "postgres://dba:pw-n0t-in-output@127.0.0.1:1/dcs"  # port 1: nothing listens
 
 
 def manage(tmp_path, *args: str, database_url: str) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=BASE_DIR,
-        env={**env, "DASHBOARD_DATA_DIR": str(tmp_path), "DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    return manage_py(
+        *args, env={**env, "DASHBOARD_DATA_DIR": str(tmp_path), "DATABASE_URL": database_url}, timeout=120
     )
 
 

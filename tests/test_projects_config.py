@@ -6,9 +6,7 @@ import logging
 import os
 import secrets
 import subprocess
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import requests
@@ -22,9 +20,8 @@ from backups.dcs.config import DcsConfig, DcsProject, check_region, parse_projec
 from backups.dcs.errors import DcsAuthError
 from backups.dcs.signing import SdkHmacSha256Auth
 from backups.simulator.server import SimulatorServer
-from tests.conftest import PROJECTS, TEST_AK, TEST_SK, make_config, make_simulator
+from tests.conftest import PROJECTS, TEST_AK, TEST_SK, make_config, make_simulator, manage_py
 
-BASE_DIR = Path(__file__).resolve().parent.parent
 PID_A = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 PID_B = "f9e8d7c6b5a40392817f6e5d4c3b2a10"
 TOKEN = "temporary-token/" + secrets.token_urlsafe(40) + "=="
@@ -101,13 +98,8 @@ def _check(tmp_path, **env: str) -> subprocess.CompletedProcess:
         k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DASHBOARD_", "DCS_", "METRICS_"))
     }
     base = {k: v for k, v in base.items() if not k.startswith("HUAWEICLOUD_")}
-    return subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=BASE_DIR,
-        env={**base, "DATABASE_URL": "", "REDIS_URL": "", "DASHBOARD_DATA_DIR": str(tmp_path), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    return manage_py(
+        "check", env={**base, "DATABASE_URL": "", "REDIS_URL": "", "DASHBOARD_DATA_DIR": str(tmp_path), **env}
     )
 
 

@@ -6,9 +6,7 @@ import json
 import os
 import re
 import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
@@ -19,6 +17,7 @@ from backups.models import DcsInstance, RpoPolicy
 from backups.rpo import effective_rpo, recompute_rpo, rpo_policy_save
 from backups.selectors import by_overdue, fleet_risk, instances_with_stats, with_risk
 from backups.sync import sync_fleet
+from tests.conftest import manage_py
 from tests.factories import T0, make_instance, make_record
 
 pytestmark = pytest.mark.django_db
@@ -240,21 +239,12 @@ def test_it_ranks_the_at_risk_list_by_how_far_over_its_rpo():
 
 # --- Settings ---------------------------------------------------------------------------
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-
 
 def manage(tmp_path, *args, **env) -> subprocess.CompletedProcess:
     clean = {
         k: v for k, v in os.environ.items() if k not in ("DASHBOARD_RPO_HOURS", "DASHBOARD_AT_RISK_HOURS")
     }
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=BASE_DIR,
-        env={**clean, "DASHBOARD_DATA_DIR": str(tmp_path), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return manage_py(*args, env={**clean, "DASHBOARD_DATA_DIR": str(tmp_path), **env})
 
 
 PRINT_RPO = ("shell", "-c", "from django.conf import settings; print(settings.DASHBOARD_RPO_HOURS)")

@@ -5,16 +5,15 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from django.test import Client
 
 from backups.csp import build_policy
+from tests.conftest import manage_py
 from tests.factories import make_instance, make_record, make_sync_run
 
-BASE_DIR = Path(__file__).resolve().parent.parent
 SETTINGS = "from django.conf import settings as s"
 POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -24,13 +23,8 @@ POLICY = (
 
 def _manage(args: list[str], env: dict, tmp_path: Path) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DASHBOARD_"))}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=BASE_DIR,
-        env={**base, "DATABASE_URL": "", "REDIS_URL": "", "DASHBOARD_DATA_DIR": str(tmp_path), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    return manage_py(
+        *args, env={**base, "DATABASE_URL": "", "REDIS_URL": "", "DASHBOARD_DATA_DIR": str(tmp_path), **env}
     )
 
 

@@ -2,16 +2,13 @@
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from backups.dcs.config import DcsProject, parse_projects
 from dashboard.env import envbool, envfloat, envint, envlist
-
-BASE_DIR = Path(__file__).resolve().parent.parent
+from tests.conftest import manage_py
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("1", True), ("TRUE", True), ("off", False), ("", False)])
@@ -64,14 +61,7 @@ def test_dcs_projects_are_parsed_or_refused():
 
 
 def _check(env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=BASE_DIR,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return manage_py("check", env={**os.environ, **env})
 
 
 @pytest.mark.parametrize(
