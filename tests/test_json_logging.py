@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 from dashboard.logformat import REDACTED, JsonFormatter, RedactSecretsFilter
-
-BASE_DIR = Path(__file__).resolve().parent.parent
+from tests.conftest import manage_py
 
 
 def _record(message: str, *args, **extra) -> logging.LogRecord:
@@ -63,14 +60,7 @@ def test_the_setting_switches_every_log_line_to_json(tmp_path):
         "DASHBOARD_DATA_DIR": str(tmp_path),
         "DASHBOARD_LOG_FORMAT": "json",
     }
-    done = subprocess.run(
-        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = manage_py("shell", "--no-imports", "-c", code, env=env)
     lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     assert {"message": "hello world", "level": "WARNING", "logger": "backups.test"}.items() <= lines[
         -1

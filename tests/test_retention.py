@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from datetime import timedelta
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -17,6 +14,7 @@ from django.utils import timezone
 
 from backups import retention, tasks
 from backups.models import AuditEvent, BackupHourlyCount, BackupRecord, BackupStatusChange, DcsInstance
+from tests.conftest import manage_py
 from tests.factories import make_instance, make_record, make_status_change
 
 pytestmark = pytest.mark.django_db
@@ -89,14 +87,7 @@ def test_beat_runs_it_daily_when_configured(settings, records):
 def test_the_schedule_has_it_only_when_configured(tmp_path):
     code = "from django.conf import settings as s; print(s.CELERY_BEAT_SCHEDULE.get('retention'))"
     env = {**os.environ, "DATABASE_URL": "", "REDIS_URL": "", "DASHBOARD_DATA_DIR": str(tmp_path)}
-    run = subprocess.run(
-        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
-        cwd=Path(__file__).resolve().parent.parent,
-        env={**env, "DASHBOARD_RETENTION_GONE_DAYS": "90"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    run = manage_py("shell", "--no-imports", "-c", code, env={**env, "DASHBOARD_RETENTION_GONE_DAYS": "90"})
     assert "'task': 'backups.apply_retention'" in run.stdout, run.stderr
     assert "'schedule': 86400" in run.stdout
 
